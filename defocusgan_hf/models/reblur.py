@@ -1,0 +1,82 @@
+"""Eq. 4 of the paper: layered reblur of an all-in-focus image by a per-pixel CoC radius map.
+
+I*_OoF(x) = Σ_r w_r(c(x)) · (I_AiF ⊛ B_r)(x): the sharp image is blurred once per integer radius r (one FFT
+convolution per layer), and every pixel takes the layers of the two integer radii around its CoC c(x) with
+linear weights (the released code's interpolation). The weights are piecewise linear in c, so the loss has a
+gradient with respect to the map; the layers are linear in the kernels, so it has one with respect to B too.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def fft_convolve(image: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """Convolve ``image`` ``(B, C, H, W)`` with each of ``kernels`` ``(N, K, K)`` (K odd), borders reflected.
+
+    Returns ``(B, N, C, H, W)``. A true convolution (the PSF is not flipped into a correlation), so an
+    off-centre PSF moves light the way a camera's would. Cost is one FFT per image and per kernel.
+    """
+    if kernels.dim() != 3 or kernels.shape[-1] != kernels.shape[-2] or kernels.shape[-1] % 2 == 0:
+        raise ValueError(f"`kernels` must be (N, K, K) with K odd, got {tuple(kernels.shape)}.")
+    B, C, H, W = image.shape
+    K = kernels.shape[-1]
+    pad = K // 2
+    mode = "reflect" if pad < min(H, W) else "replicate"
+    padded = F.pad(image, (pad, pad, pad, pad), mode=mode)
+    Hp, Wp = padded.shape[-2:]
+    compute_dtype = torch.float32 if image.dtype in (torch.float16, torch.bfloat16) else image.dtype
+    spectrum = torch.fft.rfft2(padded.to(compute_dtype))
+    kernel_spectrum = torch.fft.rfft2(kernels.to(compute_dtype), s=(Hp, Wp))
+    out = torch.fft.irfft2(spectrum[:, None] * kernel_spectrum[None, :, None], s=(Hp, Wp))
+    # A kernel stored with its centre at (pad, pad) delays the output by `pad`; the input padding adds another.
+    return out[..., 2 * pad : 2 * pad + H, 2 * pad : 2 * pad + W].to(image.dtype)
+
+
+def layer_weights(radius: torch.Tensor, num_layers: int) -> torch.Tensor:
+    """Linear-interpolation weights ``(B, num_layers, H, W)`` of a radius map ``(B, 1, H, W)`` in pixels.
+
+    Layer r gets ``max(0, 1 - |radius - r|)``; the weights of a pixel sum to 1 for radius in [0, num_layers - 1].
+    """
+    layers = torch.arange(num_layers, dtype=radius.dtype, device=radius.device).view(1, -1, 1, 1)
+    return (1.0 - (radius - layers).abs()).clamp_min(0.0)
+
+
+def reblur(sharp: torch.Tensor, coc: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """Blur ``sharp`` by the per-pixel CoC map ``coc`` with the kernel bank ``kernels`` (Eq. 4).
+
+    Args:
+        sharp: ``(B, C, H, W)`` all-in-focus image, any range (the package uses [0, 1]).
+        coc: ``(B, 1, H, W)`` CoC radius in pixels. Signed when ``kernels`` has two sides: ``coc >= 0`` uses
+            side 0, ``coc < 0`` side 1. Magnitudes are clamped to the bank's largest radius.
+        kernels: ``(S, R + 1, K, K)`` kernels for the integer radii 0..R (S = 1 or 2), e.g. from
+            :class:`~defocusgan_hf.models.blur_kernel.LearnableBlurKernel`, or ``(R + 1, K, K)`` for one side.
+
+    Returns:
+        ``(B, C, H, W)`` reblurred image, differentiable with respect to ``sharp``, ``coc`` and ``kernels``.
+    """
+    if kernels.dim() == 3:
+        kernels = kernels[None]
+    if kernels.dim() != 4 or kernels.shape[0] not in (1, 2):
+        raise ValueError(f"`kernels` must be (S, R+1, K, K) with S in (1, 2), got {tuple(kernels.shape)}.")
+    if sharp.dim() != 4 or coc.dim() != 4 or coc.shape[1] != 1:
+        raise ValueError(f"Expected sharp (B, C, H, W) and coc (B, 1, H, W), got {tuple(sharp.shape)}, {tuple(coc.shape)}.")
+    if sharp.shape[0] != coc.shape[0] or sharp.shape[-2:] != coc.shape[-2:]:
+        raise ValueError(f"`sharp` {tuple(sharp.shape)} and `coc` {tuple(coc.shape)} must share batch and size.")
+    sides, num_radii = kernels.shape[:2]
+    max_radius = num_radii - 1
+    radius = coc.abs().clamp(max=max_radius)
+    # Only the layers the map reaches are computed: a map within [0, 3.2] needs radii 0..4.
+    top = min(max_radius, int(math.ceil(float(radius.detach().max()))))
+    used = top + 1
+    weights = layer_weights(radius, used)  # (B, L, H, W)
+    if sides == 1:
+        layers = fft_convolve(sharp, kernels[0, :used])  # (B, L, C, H, W)
+        return (weights[:, :, None] * layers).sum(dim=1)
+    behind = (coc >= 0).to(sharp.dtype)  # (B, 1, H, W)
+    layers = fft_convolve(sharp, kernels[:, :used].flatten(0, 1)).unflatten(1, (2, used))  # (B, 2, L, C, H, W)
+    side_weights = torch.stack([weights * behind, weights * (1 - behind)], dim=1)  # (B, 2, L, H, W)
+    return (side_weights[:, :, :, None] * layers).sum(dim=(1, 2))
