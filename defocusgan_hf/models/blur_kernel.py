@@ -180,8 +180,9 @@ class LearnableBlurKernel(nn.Module):
             gain = self.log_gain[:, None].repeat_interleave(R, dim=0)  # (S*R, 1, K, K)
             grid = self._grid.repeat(sides, 1, 1, 1)
             gain = F.grid_sample(gain, grid, mode="bilinear", padding_mode="border", align_corners=False)
-            positive = self.initial[1:] * gain.view(sides, R, size, size).exp()
-            positive = positive / positive.sum(dim=(-2, -1), keepdim=True)
+            # initial * exp(gain), normalised: a softmax in log space cannot overflow whatever the gain.
+            logits = self.initial[1:].clamp_min(1e-30).log() + gain.view(sides, R, size, size)
+            positive = torch.softmax(logits.flatten(-2), dim=-1).view(sides, R, size, size)
         else:
             positive = torch.softmax(self.logits.flatten(-2), dim=-1).view_as(self.logits)
         delta = self.initial[:1].expand(sides, 1, size, size)

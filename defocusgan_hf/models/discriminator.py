@@ -8,14 +8,15 @@ Trained as a WGAN-GP critic (``defocusgan_hf.losses``), so there is no sigmoid: 
 from __future__ import annotations
 
 import torch
-from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
+
+from .modeling_utils import StrictConfigModel
 
 NORMS = ("instance", "none")
 
 
-class PatchDiscriminator(ModelMixin, ConfigMixin):
+class PatchDiscriminator(StrictConfigModel):
     """PatchGAN critic: image ``(B, in_channels, H, W)`` in [0, 1] -> patch scores ``(B, 1, h, w)``.
 
     The input is rescaled to [-1, 1] inside ``forward`` (the range pix2pix and DeblurGAN critics are trained on),

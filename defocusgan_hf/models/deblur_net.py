@@ -1,0 +1,159 @@
+"""The DefocusGAN generator (paper, "DefocusGAN Generator", Eq. 6): a multi-scale cascade of defocus-map guide
+blocks (DGB). Each DGB has 4 U-Net-like branches (plain conv / 1 / 2 / 3 RCAB per layer); 4 masks cut from the
+CoC map gate the branches with weight w, ``gate = mask * w + (1 - w)``, and training anneals w to 0 so that
+inference takes the image alone. The coarse scales (1/4, 1/8) re-enter the same branch modules at deeper
+pyramid levels (shared weights, fewer levels): the paper's "smaller DGBs at coarse scales".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import register_to_config
+from diffusers.utils import BaseOutput
+from torch import nn
+
+from .blocks import MultiBranchBlock, conv1x1, conv3x3, pad_to_multiple
+from .modeling_utils import StrictConfigModel
+
+
+@dataclass
+class DefocusDeblurNetOutput(BaseOutput):
+    """
+    Args:
+        sample: ``(B, 3, H, W)`` restored all-in-focus image in [0, 1].
+    """
+
+    sample: torch.Tensor
+
+
+def defocus_masks(coc: torch.Tensor, thresholds: tuple[float, ...]) -> torch.Tensor:
+    """One-hot CoC bins: ``coc`` ``(B, 1, H, W)`` signed px -> ``(B, len(thresholds) + 1, H, W)`` in {0, 1}.
+
+    Bin i holds the pixels with ``thresholds[i - 1] <= |coc| < thresholds[i]`` (released code: 1.9 / 4.2 / 6.2 px).
+    """
+    edges = torch.tensor(thresholds, dtype=coc.dtype, device=coc.device)
+    index = torch.bucketize(coc.abs(), edges, right=True)  # (B, 1, H, W) in 0..len(thresholds)
+    return F.one_hot(index[:, 0], len(thresholds) + 1).permute(0, 3, 1, 2).to(coc.dtype)
+
+
+def guidance_weight_at(step: int, anneal_steps: float = 2e4) -> float:
+    """The released code's annealing of the mask weight: ``w = exp(-(2 * step / anneal_steps) ** 2)``.
+
+    w = 1 at step 0, 0.37 at ``anneal_steps / 2``, 0.018 at ``anneal_steps``; 0 when ``anneal_steps`` is 0.
+    """
+    if anneal_steps <= 0:
+        return 0.0
+    return math.exp(-((2.0 * step / anneal_steps) ** 2))
+
+
+class DefocusDeblurNet(StrictConfigModel):
+    """DefocusGAN generator. ``forward(image)``: ``(B, 3, H, W)`` blurred image in [0, 1], any H×W
+    -> :class:`DefocusDeblurNetOutput` with the restored image in [0, 1] (residual on the input, clamped).
+
+    Args:
+        level_channels: channels of pyramid level l, which works at stride ``2**l``. Narrow at full resolution,
+            wide at low resolution: that is where the parameters are cheap to run.
+        branch_depths: per branch, 0 = a plain 3x3 conv layer, n = n RCABs per layer (paper: 0, 1, 2, 3).
+        block_type: ``"rcab"``, or ``"conv"`` for Table 4's ablation without RCAB (each RCAB -> two plain convs).
+        scales: downsampling factor of each DGB (powers of 2, the first 1). ``(1,)`` is Table 4's single scale.
+        levels_per_scale: pyramid levels (U-Net depth) of the DGB at each scale; 4 levels = 8 layers per branch.
+        mask_thresholds: |CoC| bin edges in px that cut the 4 defocus masks.
+        max_coc: largest CoC radius in px that the guidance map may hold.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        in_channels: int = 3,
+        level_channels: tuple[int, ...] = (8, 12, 24, 48, 128),
+        branch_depths: tuple[int, ...] = (0, 1, 2, 3),
+        block_type: str = "rcab",
+        scales: tuple[int, ...] = (1, 4, 8),
+        levels_per_scale: tuple[int, ...] = (4, 3, 2),
+        mask_thresholds: tuple[float, ...] = (1.9, 4.2, 6.2),
+        max_coc: float = 25.0,
+    ):
+        super().__init__()
+        level_channels, branch_depths = tuple(level_channels), tuple(branch_depths)
+        scales, levels_per_scale = tuple(scales), tuple(levels_per_scale)
+        if not scales or scales[0] != 1 or any(s <= 0 or s & (s - 1) for s in scales) or list(scales) != sorted(set(scales)):
+            raise ValueError(f"`scales` must be increasing powers of 2 starting at 1, got {scales}.")
+        if len(levels_per_scale) != len(scales) or min(levels_per_scale) < 1:
+            raise ValueError(f"`levels_per_scale` needs one entry >= 1 per scale {scales}, got {levels_per_scale}.")
+        if len(mask_thresholds) + 1 != len(branch_depths) or list(mask_thresholds) != sorted(mask_thresholds):
+            raise ValueError(
+                f"{len(branch_depths)} branches need {len(branch_depths) - 1} increasing `mask_thresholds`, got {mask_thresholds}."
+            )
+        if block_type not in ("rcab", "conv"):
+            raise ValueError(f"`block_type` must be 'rcab' or 'conv', got {block_type!r}.")
+        self.first_levels = tuple(int(math.log2(s)) for s in scales)
+        deepest = max(f + n for f, n in zip(self.first_levels, levels_per_scale))
+        if len(level_channels) < deepest or min(level_channels) < 1:
+            raise ValueError(f"`level_channels` needs {deepest} positive entries for these scales, got {level_channels}.")
+        self.stride = 2 ** (deepest - 1)
+
+        self.head = conv3x3(in_channels, level_channels[0])
+        self.block = MultiBranchBlock(level_channels[:deepest], branch_depths, block_type)
+        # Between scales: the finer scale's output is pooled and projected, the downsampled image is added in.
+        self.scale_downs = nn.ModuleList()
+        self.image_heads = nn.ModuleList()
+        self.scale_ups = nn.ModuleList()
+        for fine, coarse in zip(self.first_levels, self.first_levels[1:]):
+            self.scale_downs.append(conv1x1(level_channels[fine], level_channels[coarse]))
+            self.image_heads.append(conv3x3(in_channels, level_channels[coarse]))
+            self.scale_ups.append(conv1x1(level_channels[coarse], level_channels[fine]))
+        self.tail = conv3x3(level_channels[0], in_channels)
+        nn.init.zeros_(self.tail.weight)  # starts as the identity: restored == input
+        nn.init.zeros_(self.tail.bias)
+
+    def guidance_gates(self, coc: torch.Tensor | None, guidance_weight: float) -> torch.Tensor | None:
+        """``(B, 4, H, W)`` gates ``mask * w + (1 - w)``, or ``None`` when there is no guidance (w = 0 or no map)."""
+        if coc is None or guidance_weight <= 0:
+            return None
+        if not 0 <= guidance_weight <= 1:
+            raise ValueError(f"`guidance_weight` must be in [0, 1], got {guidance_weight}.")
+        masks = defocus_masks(coc.clamp(-self.config.max_coc, self.config.max_coc), self.config.mask_thresholds)
+        return masks * guidance_weight + (1.0 - guidance_weight)
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        coc: torch.Tensor | None = None,
+        guidance_weight: float = 0.0,
+        return_dict: bool = True,
+    ) -> DefocusDeblurNetOutput | tuple[torch.Tensor]:
+        """
+        Args:
+            image: ``(B, 3, H, W)`` defocus-blurred image in [0, 1].
+            coc: optional ``(B, 1, H, W)`` signed CoC map in px, used only for training guidance.
+            guidance_weight: mask weight w in [0, 1] (see :func:`guidance_weight_at`); 0 ignores ``coc``.
+        """
+        if image.dim() != 4 or image.shape[1] != self.config.in_channels:
+            raise ValueError(f"Expected image (B, {self.config.in_channels}, H, W), got {tuple(image.shape)}.")
+        if coc is not None and (coc.shape[0] != image.shape[0] or coc.shape[1] != 1 or coc.shape[-2:] != image.shape[-2:]):
+            raise ValueError(f"`coc` must be (B, 1, H, W) matching the image {tuple(image.shape)}, got {tuple(coc.shape)}.")
+        x, (h, w) = pad_to_multiple(image, self.stride)
+        gates = self.guidance_gates(None if coc is None else pad_to_multiple(coc, self.stride)[0], guidance_weight)
+        outputs = []
+        features = self.head(x)
+        for index, (scale, first, levels) in enumerate(zip(self.config.scales, self.first_levels, self.config.levels_per_scale)):
+            if index > 0:
+                factor = scale // self.config.scales[index - 1]
+                features = self.scale_downs[index - 1](F.avg_pool2d(features, factor))
+                features = features + self.image_heads[index - 1](F.avg_pool2d(x, scale))
+            scale_gates = None if gates is None else F.avg_pool2d(gates, scale) if scale > 1 else gates
+            features = self.block(features, first, levels, scale_gates)
+            outputs.append(features)
+        fused = outputs[-1]
+        for index in range(len(outputs) - 2, -1, -1):
+            factor = self.config.scales[index + 1] // self.config.scales[index]
+            up = F.interpolate(fused, scale_factor=float(factor), mode="bilinear", align_corners=False)
+            fused = outputs[index] + self.scale_ups[index](up)
+        restored = (x + self.tail(fused)).clamp(0.0, 1.0)[..., :h, :w]
+        if not return_dict:
+            return (restored,)
+        return DefocusDeblurNetOutput(sample=restored)

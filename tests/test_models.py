@@ -1,0 +1,156 @@
+import json
+
+import pytest
+import torch
+
+from defocusgan_hf.models import (
+    DefocusDeblurNet,
+    DualPixelDefocusNet,
+    defocus_masks,
+    guidance_weight_at,
+)
+
+TINY_DEBLUR = dict(level_channels=(4, 4, 8, 8, 8), branch_depths=(0, 1, 1, 1))
+TINY_DEFOCUS = dict(level_channels=(4, 8, 8), branch_depths=(1, 1))
+
+
+def count(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_generator_default_size_matches_the_paper():
+    """The paper reports 4.59M parameters; the default configuration must be within 10 %."""
+    assert abs(count(DefocusDeblurNet()) - 4.59e6) / 4.59e6 < 0.10
+
+
+def test_defocus_net_default_size_matches_the_released_code():
+    assert abs(count(DualPixelDefocusNet()) - 3.3e6) / 3.3e6 < 0.10
+
+
+@pytest.mark.parametrize("size", [(32, 32), (37, 53), (16, 80)])
+def test_generator_keeps_any_size_and_range(size):
+    model = DefocusDeblurNet(**TINY_DEBLUR)
+    torch.nn.init.normal_(model.tail.weight, std=0.5)  # leave the identity initialisation
+    image = torch.rand(2, 3, *size)
+    out = model(image).sample
+    assert out.shape == image.shape
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_generator_starts_as_the_identity():
+    model = DefocusDeblurNet(**TINY_DEBLUR)
+    image = torch.rand(1, 3, 32, 32)
+    torch.testing.assert_close(model(image).sample, image)
+
+
+def test_generator_gradient_reaches_every_parameter():
+    model = DefocusDeblurNet(**TINY_DEBLUR)
+    torch.nn.init.normal_(model.tail.weight, std=0.1)
+    image = torch.rand(1, 3, 32, 32) * 0.5 + 0.25
+    model(image, torch.randn(1, 1, 32, 32) * 5, guidance_weight=0.5).sample.mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert missing == []
+
+
+def test_inference_ignores_the_map_once_guidance_is_annealed():
+    model = DefocusDeblurNet(**TINY_DEBLUR)
+    torch.nn.init.normal_(model.tail.weight, std=0.1)
+    image, coc = torch.rand(1, 3, 32, 32), torch.randn(1, 1, 32, 32) * 8
+    alone = model(image).sample
+    torch.testing.assert_close(model(image, coc, guidance_weight=0.0).sample, alone)
+    assert not torch.allclose(model(image, coc, guidance_weight=1.0).sample, alone)
+
+
+def test_defocus_masks_bin_by_released_thresholds():
+    coc = torch.tensor([0.0, -1.0, 1.9, -3.0, 4.5, 6.2, -20.0]).view(1, 1, 1, 7)
+    masks = defocus_masks(coc, (1.9, 4.2, 6.2))
+    assert masks.sum(1).eq(1).all()
+    assert masks[0, :, 0].argmax(0).tolist() == [0, 0, 1, 1, 2, 3, 3]
+
+
+def test_guidance_weight_schedule():
+    assert guidance_weight_at(0) == 1.0
+    assert guidance_weight_at(10_000) == pytest.approx(0.3679, abs=1e-4)
+    assert guidance_weight_at(20_000) < 0.02
+    assert guidance_weight_at(5, anneal_steps=0) == 0.0
+
+
+def test_generator_single_scale_and_plain_conv_ablations():
+    single = DefocusDeblurNet(level_channels=(4, 8, 8, 8), scales=(1,), levels_per_scale=(4,))
+    plain = DefocusDeblurNet(**TINY_DEBLUR, block_type="conv")
+    image = torch.rand(1, 3, 24, 24)
+    assert single(image).sample.shape == plain(image).sample.shape == image.shape
+    assert not any("attention" in n for n, _ in plain.named_parameters())
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(scales=(2, 4), levels_per_scale=(2, 2)), "powers of 2 starting at 1"),
+        (dict(scales=(1, 3), levels_per_scale=(2, 2)), "powers of 2"),
+        (dict(levels_per_scale=(4, 3)), "one entry"),
+        (dict(mask_thresholds=(1.0, 2.0)), "increasing `mask_thresholds`"),
+        (dict(level_channels=(8, 8)), "needs 5 positive entries"),
+        (dict(block_type="transformer"), "block_type"),
+    ],
+)
+def test_generator_rejects_bad_configs(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DefocusDeblurNet(**kwargs)
+
+
+def test_generator_rejects_bad_inputs():
+    model = DefocusDeblurNet(**TINY_DEBLUR)
+    with pytest.raises(ValueError, match="Expected image"):
+        model(torch.rand(1, 4, 16, 16))
+    with pytest.raises(ValueError, match="`coc` must be"):
+        model(torch.rand(1, 3, 16, 16), torch.rand(1, 1, 8, 8), guidance_weight=1.0)
+
+
+def test_defocus_net_output_is_signed_bounded_and_full_size():
+    model = DualPixelDefocusNet(**TINY_DEFOCUS, max_coc=25.0)
+    torch.nn.init.normal_(model.tail.weight, std=50.0)
+    left, right = torch.rand(2, 3, 30, 44), torch.rand(2, 3, 30, 44)
+    coc = model(left, right).defocus_map
+    assert coc.shape == (2, 1, 30, 44)
+    assert coc.abs().max() <= 25.0 and coc.min() < 0 < coc.max()
+
+
+def test_defocus_net_rejects_mismatched_views():
+    model = DualPixelDefocusNet(**TINY_DEFOCUS)
+    with pytest.raises(ValueError, match="same size|one size"):
+        model(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 18))
+
+
+@pytest.mark.parametrize("cls, kwargs", [(DefocusDeblurNet, TINY_DEBLUR), (DualPixelDefocusNet, TINY_DEFOCUS)])
+def test_save_load_round_trip_is_bit_exact(tmp_path, cls, kwargs):
+    model = cls(**kwargs)
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    model.save_pretrained(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "diffusion_pytorch_model.safetensors"]
+    loaded = cls.from_pretrained(tmp_path)
+    assert not loaded.training
+    inputs = (torch.rand(1, 3, 32, 32),) if cls is DefocusDeblurNet else (torch.rand(1, 3, 32, 32),) * 2
+    model.eval()
+    with torch.no_grad():
+        a, b = model(*inputs, return_dict=False)[0], loaded(*inputs, return_dict=False)[0]
+    assert torch.equal(a, b)
+
+
+def test_config_change_does_not_silently_load_mismatched_weights(tmp_path):
+    DefocusDeblurNet(**TINY_DEBLUR).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["level_channels"] = [4, 4, 8, 8, 16]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises((ValueError, RuntimeError), match="size|shape"):
+        DefocusDeblurNet.from_pretrained(tmp_path)
+
+
+def test_unknown_config_key_is_reported(tmp_path, caplog):
+    DefocusDeblurNet(**TINY_DEBLUR).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["num_brnaches"] = 4
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="num_brnaches"):
+        DefocusDeblurNet.from_pretrained(tmp_path)

@@ -1,0 +1,86 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from defocusgan_hf.models.blur_kernel import LearnableBlurKernel
+from defocusgan_hf.models.reblur import fft_convolve, layer_weights, reblur
+
+
+@pytest.fixture
+def sharp():
+    return torch.rand(2, 3, 40, 48, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture
+def kernels():
+    return LearnableBlurKernel(max_radius=8)()
+
+
+def test_zero_map_returns_the_input(sharp, kernels):
+    coc = torch.zeros_like(sharp[:, :1])
+    torch.testing.assert_close(reblur(sharp, coc, kernels), sharp, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("radius, side", [(3.0, 0), (7.0, 0), (-5.0, 1)])
+def test_constant_map_equals_one_plain_convolution(sharp, kernels, radius, side):
+    coc = torch.full_like(sharp[:, :1], radius)
+    kernel = kernels[side, int(abs(radius))]
+    K = kernel.shape[-1]
+    padded = F.pad(sharp, (K // 2,) * 4, mode="reflect")
+    expected = F.conv2d(padded, kernel.flip(-1, -2).expand(3, 1, K, K), groups=3)  # true convolution
+    torch.testing.assert_close(reblur(sharp, coc, kernels), expected, atol=1e-5, rtol=0)
+
+
+def test_fractional_radius_interpolates_between_layers(sharp, kernels):
+    coc = torch.full_like(sharp[:, :1], 2.25)
+    lo = reblur(sharp, torch.full_like(coc, 2.0), kernels)
+    hi = reblur(sharp, torch.full_like(coc, 3.0), kernels)
+    torch.testing.assert_close(reblur(sharp, coc, kernels), 0.75 * lo + 0.25 * hi, atol=1e-5, rtol=0)
+
+
+def test_gradients_reach_map_and_kernel(sharp):
+    module = LearnableBlurKernel(max_radius=8)
+    coc = (torch.rand(2, 1, 40, 48) * 12 - 6).requires_grad_()
+    target = reblur(sharp, torch.full_like(coc, 4.0), module()).detach()
+    loss = (reblur(sharp, coc, module()) - target).abs().mean()
+    loss.backward()
+    assert coc.grad.abs().sum() > 0
+    assert module.log_gain.grad.abs().sum() > 0
+
+
+def test_reblur_gradient_points_toward_the_true_radius(sharp, kernels):
+    """The soft layer assignment gives a useful gradient: too small a radius is pushed up, too large down."""
+    kernels = kernels.detach()
+    target = reblur(sharp, torch.full_like(sharp[:, :1], 5.0), kernels)
+    for start, sign in [(3.5, -1), (6.5, 1)]:
+        coc = torch.full_like(sharp[:, :1], start).requires_grad_()
+        (reblur(sharp, coc, kernels) - target).abs().mean().backward()
+        assert torch.sign(coc.grad.sum()) == sign
+
+
+def test_map_is_clamped_to_the_largest_radius(sharp, kernels):
+    big = reblur(sharp, torch.full_like(sharp[:, :1], 40.0), kernels)
+    top = reblur(sharp, torch.full_like(sharp[:, :1], 8.0), kernels)
+    torch.testing.assert_close(big, top)
+
+
+def test_layer_weights_sum_to_one():
+    radius = torch.rand(1, 1, 8, 8) * 5
+    torch.testing.assert_close(layer_weights(radius, 6).sum(1), torch.ones(1, 8, 8))
+
+
+def test_off_centre_psf_moves_light_like_a_camera():
+    """fft_convolve is a convolution: a PSF whose light sits right of centre moves a point to the right."""
+    image = torch.zeros(1, 1, 15, 15)
+    image[..., 7, 7] = 1
+    psf = torch.zeros(1, 5, 5)
+    psf[0, 2, 4] = 1  # two pixels right of centre
+    out = fft_convolve(image, psf)[0, 0, 0]
+    assert out[7, 9] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_reblur_rejects_mismatched_shapes(sharp, kernels):
+    with pytest.raises(ValueError, match="share batch and size"):
+        reblur(sharp, torch.zeros(2, 1, 10, 10), kernels)
+    with pytest.raises(ValueError, match="kernels"):
+        reblur(sharp, torch.zeros(2, 1, 40, 48), kernels[None])
