@@ -17,7 +17,9 @@ from diffusers.utils import BaseOutput
 from torch import nn
 
 from .blocks import MultiBranchBlock, conv1x1, conv3x3, pad_to_multiple
-from .modeling_utils import StrictConfigModel
+
+# diffusers' pipeline loader looks `ModelMixin` up in the module that defines a component: keep it importable here.
+from .modeling_utils import ModelMixin, StrictConfigModel  # noqa: F401
 
 
 @dataclass

@@ -11,7 +11,8 @@ import torch
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-from .modeling_utils import StrictConfigModel
+# diffusers' pipeline loader looks `ModelMixin` up in the module that defines a component: keep it importable here.
+from .modeling_utils import ModelMixin, StrictConfigModel  # noqa: F401
 
 NORMS = ("instance", "none")
 

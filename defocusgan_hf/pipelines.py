@@ -1,0 +1,166 @@
+"""`DefocusDeblurPipeline`: single-image defocus deblurring (DefocusGAN generator) and, when the pipeline holds a
+defocus-map net, defocus-map estimation from dual-pixel views. Large images run tile by tile."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.utils import BaseOutput
+
+from .image_io import check_dual_pixel_pair, to_output, to_tensor
+from .models.deblur_net import DefocusDeblurNet
+from .models.defocus_net import DualPixelDefocusNet
+from .tiling import count_tiles, tiled_apply
+
+OUTPUT_TYPES = ("pil", "np", "pt")
+
+
+@dataclass
+class DefocusDeblurPipelineOutput(BaseOutput):
+    """
+    Args:
+        images: restored all-in-focus images: a list of PIL images (``output_type="pil"``), an array
+            ``(B, H, W, 3)`` float32 in [0, 1] (``"np"``) or a tensor ``(B, 3, H, W)`` in [0, 1] (``"pt"``).
+        defocus_maps: signed CoC radius in pixels, ``(B, H, W, 1)`` array (``"np"``/``"pil"``) or
+            ``(B, 1, H, W)`` tensor (``"pt"``), when DP views were given; ``|map|`` is the paper's defocus map.
+        bit_depths: bit depth of each input (8 or 16), so that 16-bit photos can be saved as 16-bit files.
+    """
+
+    images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
+    defocus_maps: np.ndarray | torch.Tensor | None = None
+    bit_depths: list[int] | None = None
+
+
+class DefocusDeblurPipeline(DiffusionPipeline):
+    """Defocus deblurring with DefocusGAN (Zhai et al., AAAI 2023).
+
+    Components:
+        deblur_net: :class:`DefocusDeblurNet`, the generator; at inference it takes the image alone.
+        defocus_net: optional :class:`DualPixelDefocusNet` that estimates a signed CoC map from DP views.
+    """
+
+    model_cpu_offload_seq = "defocus_net->deblur_net"
+    _optional_components = ["defocus_net"]
+
+    def __init__(self, deblur_net: DefocusDeblurNet, defocus_net: DualPixelDefocusNet | None = None):
+        super().__init__()
+        if not isinstance(deblur_net, DefocusDeblurNet):
+            raise TypeError(f"`deblur_net` must be a DefocusDeblurNet, got {type(deblur_net).__name__}.")
+        if defocus_net is not None and not isinstance(defocus_net, DualPixelDefocusNet):
+            raise TypeError(f"`defocus_net` must be a DualPixelDefocusNet or None, got {type(defocus_net).__name__}.")
+        self.register_modules(deblur_net=deblur_net, defocus_net=defocus_net)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str, **kwargs: Any) -> DefocusDeblurPipeline:
+        """Load from a local pipeline folder or a Hub repo id (also from the Hub cache with ``HF_HUB_OFFLINE=1``)."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        except OSError as error:
+            raise OSError(
+                f"Could not load a DefocusDeblurPipeline from {str(pretrained_model_name_or_path)!r}: it is neither a "
+                "pipeline folder (with model_index.json) nor a Hub repo that can be downloaded or found in the local "
+                f"Hugging Face cache (offline mode makes the cache the only source). Cause: {error}"
+            ) from error
+
+    @staticmethod
+    def _check_call(output_type: str, tile_size: int | None, tile_overlap: int) -> None:
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}.")
+        if tile_size is not None and (tile_size < 32 or not 0 <= tile_overlap < tile_size // 2):
+            raise ValueError(
+                f"`tile_size` must be None or >= 32 and `tile_overlap` in [0, tile_size / 2), got {tile_size}, {tile_overlap}."
+            )
+
+    def _progress(self, total: int):
+        bar = self.progress_bar(total=total)
+        return bar, (lambda: bar.update(1))
+
+    def _run_tiled(self, fn, inputs, out_channels, tile_size, tile_overlap):
+        B, _, H, W = inputs[0].shape
+        tiles = B * (count_tiles(H, W, tile_size, tile_overlap) if tile_size else 1)
+        bar, step = self._progress(tiles)
+        try:
+            outputs = [
+                tiled_apply(fn, tuple(t[i : i + 1] for t in inputs), out_channels, tile_size, tile_overlap, self.device, step)
+                for i in range(B)
+            ]
+        finally:
+            bar.close()
+        return torch.cat(outputs)
+
+    def _deblur(self, image: torch.Tensor) -> torch.Tensor:
+        dtype = self.deblur_net.dtype
+        return self.deblur_net(image.to(dtype)).sample
+
+    @torch.inference_mode()
+    def __call__(
+        self,
+        image: Any,
+        tile_size: int | None = 512,
+        tile_overlap: int = 64,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ) -> DefocusDeblurPipelineOutput | tuple:
+        """Deblur one image or a batch.
+
+        Args:
+            image: a PIL image, a NumPy array ``(H, W[, 3|4|1])`` (uint8, uint16, or float in [0, 1]), a tensor
+                ``(3, H, W)`` / ``(B, 3, H, W)`` in [0, 1], or a list of these of one size. Grayscale and RGBA are
+                converted to RGB; 16-bit inputs keep their precision.
+            tile_size: process images larger than this many pixels per side in overlapping tiles (bounded memory);
+                ``None`` runs whole images.
+            tile_overlap: pixels shared by neighbouring tiles, blended linearly.
+            output_type: ``"pil"``, ``"np"`` or ``"pt"``.
+            return_dict: return a :class:`DefocusDeblurPipelineOutput` rather than a tuple.
+        """
+        # 1. Check inputs
+        self._check_call(output_type, tile_size, tile_overlap)
+        # 2. Preprocess to (B, 3, H, W) float32 in [0, 1]
+        blurry, bit_depths = to_tensor(image)
+        # 3. Predict, whole or tiled
+        restored = self._run_tiled(self._deblur, (blurry,), 3, tile_size, tile_overlap)
+        # 4. Postprocess
+        images = to_output(restored, output_type)
+        if not return_dict:
+            return (images,)
+        return DefocusDeblurPipelineOutput(images=images, bit_depths=bit_depths)
+
+    @torch.inference_mode()
+    def estimate_defocus_map(
+        self,
+        left: Any,
+        right: Any,
+        tile_size: int | None = 512,
+        tile_overlap: int = 64,
+        output_type: str = "np",
+        return_dict: bool = True,
+    ) -> DefocusDeblurPipelineOutput | tuple:
+        """Estimate the signed CoC map of a DP capture and deblur its combined view ``(left + right) / 2``.
+
+        Args:
+            left, right: the two DP views, in any form ``__call__`` accepts, of the same size.
+        Returns:
+            ``images`` (the all-in-focus image) and ``defocus_maps`` (signed CoC radius in pixels).
+        """
+        if self.defocus_net is None:
+            raise ValueError("This pipeline has no `defocus_net`; load one that was saved with a defocus-map net.")
+        self._check_call(output_type, tile_size, tile_overlap)
+        left_t, bit_depths = to_tensor(left)
+        right_t, _ = to_tensor(right)
+        check_dual_pixel_pair(left_t, right_t)
+        dtype = self.defocus_net.dtype
+        coc = self._run_tiled(
+            lambda a, b: self.defocus_net(a.to(dtype), b.to(dtype)).defocus_map, (left_t, right_t), 1, tile_size, tile_overlap
+        )
+        combined = (left_t + right_t) / 2
+        restored = self._run_tiled(self._deblur, (combined,), 3, tile_size, tile_overlap)
+        images = to_output(restored, output_type)
+        maps = coc if output_type == "pt" else coc.permute(0, 2, 3, 1).cpu().numpy()
+        if not return_dict:
+            return (images, maps)
+        return DefocusDeblurPipelineOutput(images=images, defocus_maps=maps, bit_depths=bit_depths)
