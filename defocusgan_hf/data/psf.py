@@ -1,0 +1,124 @@
+"""Dual-pixel (DP) point-spread functions built on the paper's Eq. 3 kernel.
+
+The combined PSF of a CoC radius ``r`` is exactly :func:`~defocusgan_hf.models.blur_kernel.butterworth_disc_kernel`
+(the Butterworth-weighted, Gaussian-smoothed disc). A DP sensor splits every pixel under its microlens into a left
+and a right photodiode, each seeing one half of the lens aperture; the two view PSFs are therefore the combined
+PSF times two complementary aperture masks::
+
+    m_left(u) = (1 - falloff) * sigmoid(-u / softness) + falloff * (1 - clip(u, -1, 1)) / 2,   u = x / r
+    m_right(u) = m_left(-u) = 1 - m_left(u)
+
+``x`` is the horizontal offset in pixels from the PSF centre. The sigmoid is the soft split between the two halves
+(``softness`` as a fraction of the radius); the linear ramp is the light fall-off across the half-aperture that
+DP sensors show (a photodiode is most sensitive at its own edge of the aperture and sees some light from the other
+half). Because ``m_left + m_right = 1`` and the combined PSF is mirror-symmetric, each view holds exactly half of
+the light. The view PSFs are returned **normalised to sum 1 each**, so that
+
+    combined = (left + right) / 2      (PSFs and rendered images alike)
+
+On the far side of focus (``coc > 0``) the left view gets ``m_left``; on the near side (``coc < 0``) the masks are
+swapped, so the left/right disparity changes sign at the focal plane. With a true convolution, far content is
+displaced to the left in the left view and to the right in the right view. (A horizontal flip of a DP pair turns
+one convention into the other if the two views are swapped at the same time.)
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+from ..models.blur_kernel import butterworth_disc_kernel
+
+DEFAULT_SPLIT_SOFTNESS = 0.15
+DEFAULT_LIGHT_FALLOFF = 0.3
+
+
+def aperture_masks(
+    size: int, radius: float, softness: float = DEFAULT_SPLIT_SOFTNESS, falloff: float = DEFAULT_LIGHT_FALLOFF
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Complementary ``(size, size)`` masks ``(m_left, m_right)`` of the far side of focus; they sum to 1."""
+    if not 0.0 < softness:
+        raise ValueError(f"`softness` must be > 0 (a fraction of the radius), got {softness}.")
+    if not 0.0 <= falloff <= 1.0:
+        raise ValueError(f"`falloff` must be in [0, 1], got {falloff}.")
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    u = x / max(radius, 1e-6)
+    left = (1 - falloff) * torch.sigmoid(-u / softness) + falloff * (1 - u.clamp(-1, 1)) / 2
+    left = left.expand(size, size)
+    return left.float(), (1 - left).float()
+
+
+def dual_pixel_psf(
+    coc: float, softness: float = DEFAULT_SPLIT_SOFTNESS, falloff: float = DEFAULT_LIGHT_FALLOFF
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left and right view PSFs ``(K, K)`` for a signed CoC radius ``coc`` in pixels, each summing to 1.
+
+    ``K`` is the default support of ``butterworth_disc_kernel(|coc|)``; ``(left + right) / 2`` equals that kernel.
+    ``coc = 0`` gives two identical deltas.
+    """
+    if not math.isfinite(coc):
+        raise ValueError(f"`coc` must be a finite number of pixels, got {coc}.")
+    combined = butterworth_disc_kernel(abs(float(coc)))
+    if coc == 0:
+        return combined.clone(), combined.clone()
+    m_left, m_right = aperture_masks(combined.shape[-1], abs(coc), softness, falloff)
+    left, right = 2 * combined * m_left, 2 * combined * m_right
+    return (left, right) if coc > 0 else (right, left)
+
+
+@lru_cache(maxsize=512)
+def _cached_psf(coc: float, softness: float, falloff: float) -> torch.Tensor:
+    return torch.stack(dual_pixel_psf(coc, softness, falloff))
+
+
+def _is_fast_length(n: int) -> bool:
+    for prime in (2, 3, 5):
+        while n % prime == 0:
+            n //= prime
+    return n == 1
+
+
+class DualPixelPSFBank:
+    """Left/right PSFs on a grid of signed CoC radii ``k * step`` (pixels), built lazily and cached per device.
+
+    Args:
+        max_coc: largest |CoC| radius in pixels.
+        step: grid spacing in pixels (at most 1; the renderer interpolates linearly between grid radii).
+        softness, falloff: see :func:`aperture_masks`.
+    """
+
+    def __init__(
+        self,
+        max_coc: float = 25.0,
+        step: float = 1.0,
+        softness: float = DEFAULT_SPLIT_SOFTNESS,
+        falloff: float = DEFAULT_LIGHT_FALLOFF,
+    ):
+        if not 0 < step <= 1:
+            raise ValueError(f"`step` must be in (0, 1] pixels, got {step}.")
+        if not 0 < max_coc <= 64:
+            raise ValueError(f"`max_coc` must be in (0, 64] pixels, got {max_coc}.")
+        self.max_coc, self.step, self.softness, self.falloff = float(max_coc), float(step), softness, falloff
+        self.max_index = int(math.ceil(max_coc / step - 1e-9))
+        self._device_cache: dict[tuple, torch.Tensor] = {}
+
+    def radius(self, index: int) -> float:
+        """Signed CoC radius (px) of grid index ``index``."""
+        return index * self.step
+
+    def kernels(self, index: int, image_size: int, device=None, dtype=torch.float32) -> torch.Tensor:
+        """``(2, K, K)`` (left, right) PSFs of grid index ``index``, zero-padded to a support ``K`` that makes
+        ``image_size + K - 1`` a 5-smooth number (fast FFT lengths); padding does not change the convolution."""
+        if abs(index) > self.max_index:
+            raise ValueError(f"grid index {index} is outside ±{self.max_index} (max_coc={self.max_coc}).")
+        key = (index, image_size, str(device), dtype)
+        if key not in self._device_cache:
+            psf = _cached_psf(round(self.radius(index), 6), self.softness, self.falloff)
+            size = psf.shape[-1]
+            target = next((k for k in range(size, size + 64, 2) if _is_fast_length(image_size + k - 1)), size)
+            pad = (target - size) // 2
+            self._device_cache[key] = F.pad(psf, (pad, pad, pad, pad)).to(device=device, dtype=dtype)
+        return self._device_cache[key]

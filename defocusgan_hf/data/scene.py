@@ -1,0 +1,183 @@
+"""Random layered depth layouts for synthetic dual-pixel scenes, drawn in batches with a ``torch.Generator``.
+
+A scene is a stack of ``L`` layers ordered **far to near** (layer 0 is the opaque background). Each layer has an
+alpha mask (its silhouette, anti-aliased) and a signed CoC field in pixels defined over the whole image (only
+where the mask is non-zero does it matter). CoC comes from a thin-lens model in inverse depth ``rho``
+(0 = infinity, 1 = the nearest object)::
+
+    coc = A * (rho_focus - rho),    clipped to [-max_coc, max_coc]
+
+so ``coc > 0`` behind the focal plane (far) and ``coc < 0`` in front of it (near); ``A`` (pixels) plays the role of
+the aperture. Layers are fronto-parallel (constant ``rho``), slanted planes (``rho`` linear in x and y) or smooth
+ramps (``rho`` changing along a direction through a smoothstep), which gives in-focus regions, both sides of focus,
+sharp depth edges at silhouettes and gradual transitions inside layers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class DualPixelScene:
+    """A batch of layered scenes.
+
+    Args:
+        alpha: ``(B, L, 1, H, W)`` layer masks in [0, 1], far to near; layer 0 is all ones. Unused layers are 0.
+        coc: ``(B, L, 1, H, W)`` signed CoC radius of each layer in pixels (positive = behind focus).
+        num_layers: ``(B,)`` number of layers each scene uses (2..L).
+        focus: ``(B,)`` inverse depth of the focal plane; ``aperture``: ``(B,)`` the CoC scale ``A`` in pixels.
+    """
+
+    alpha: torch.Tensor
+    coc: torch.Tensor
+    num_layers: torch.Tensor
+    focus: torch.Tensor
+    aperture: torch.Tensor
+
+    def composite_coc(self) -> torch.Tensor:
+        """Ground-truth ``(B, 1, H, W)`` signed CoC of the all-in-focus view: the layers' CoC composited with
+        their (unblurred) masks, far to near, like the sharp image."""
+        out = self.coc[:, 0]
+        for layer in range(1, self.alpha.shape[1]):
+            a = self.alpha[:, layer]
+            out = a * self.coc[:, layer] + (1 - a) * out
+        return out.clamp(float(self.coc.min()), float(self.coc.max()))  # no rounding beyond the layers' range
+
+
+def _rand(generator: torch.Generator, *shape: int) -> torch.Tensor:
+    return torch.rand(shape, generator=generator, device=generator.device)
+
+
+def _uniform(generator: torch.Generator, low: float, high: float, *shape: int) -> torch.Tensor:
+    return low + (high - low) * _rand(generator, *shape)
+
+
+def _smoothstep(t: torch.Tensor) -> torch.Tensor:
+    t = t.clamp(0, 1)
+    return t * t * (3 - 2 * t)
+
+
+def _antialias(field: torch.Tensor) -> torch.Tensor:
+    """Inside-positive field ``(N, 1, H, W)`` -> coverage in [0, 1] with a one-pixel anti-aliased edge.
+
+    ``0.5 + f / |grad f|`` is the signed distance to the zero level in pixels, clamped: an exact box filter for
+    straight edges, whatever the field's scale.
+    """
+    gy, gx = torch.gradient(field, dim=(-2, -1))
+    return (0.5 + field / torch.sqrt(gx**2 + gy**2).clamp_min(1e-6)).clamp(0, 1)
+
+
+def _shape_masks(generator: torch.Generator, n: int, height: int, width: int, device) -> torch.Tensor:
+    """``(n, 1, H, W)`` random object silhouettes: ellipses, (thin) rotated rectangles and organic blobs."""
+    g = generator
+    ys = (torch.arange(height, device=device, dtype=torch.float32) + 0.5) / height - 0.5
+    xs = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) / width - 0.5
+    aspect = width / height
+    yy, xx = torch.meshgrid(ys, xs * aspect, indexing="ij")  # square units: height = 1
+    kind = (_rand(g, n) * 3).long().to(device)  # 0 ellipse, 1 rectangle, 2 blob
+    cy = _uniform(g, -0.45, 0.45, n).to(device).view(n, 1, 1)
+    cx = (_uniform(g, -0.45, 0.45, n).to(device) * aspect).view(n, 1, 1)
+    angle = _uniform(g, 0, math.pi, n).to(device).view(n, 1, 1)
+    size = (0.05 + 0.3 * _rand(g, n) ** 1.5).to(device).view(n, 1, 1)  # half-extent, in image heights
+    elongation = torch.where(
+        kind.view(n, 1, 1) == 1,
+        _uniform(g, 0.08, 1.0, n).to(device).view(n, 1, 1),
+        _uniform(g, 0.4, 1.0, n).to(device).view(n, 1, 1),
+    )
+    dy, dx = yy - cy, xx - cx
+    u = (dx * torch.cos(angle) + dy * torch.sin(angle)) / size
+    v = (-dx * torch.sin(angle) + dy * torch.cos(angle)) / (size * elongation)
+    ellipse = 1 - torch.sqrt(u**2 + v**2 + 1e-12)
+    rectangle = torch.minimum(1 - u.abs(), elongation * (1 - v.abs()))
+    # Blob: an ellipse whose boundary is pushed in and out by smooth random noise (a few bumps per object).
+    noise = F.interpolate(
+        _uniform(g, -1, 1, n, 1, 5, 5).to(device), size=(height, width), mode="bicubic", align_corners=False
+    )[:, 0]
+    blob = 1 - (u**2 + v**2) + 0.6 * noise
+    field = torch.where(kind.view(n, 1, 1) == 0, ellipse, torch.where(kind.view(n, 1, 1) == 1, rectangle, blob))
+    return _antialias(field[:, None])
+
+
+def sample_scene(
+    batch_size: int,
+    height: int,
+    width: int,
+    generator: torch.Generator,
+    max_coc: float = 25.0,
+    num_layers: tuple[int, int] = (2, 5),
+    aperture_range: tuple[float, float] = (2.0, 60.0),
+    in_focus_prob: float = 0.6,
+    device: torch.device | str | None = None,
+) -> DualPixelScene:
+    """Draw ``batch_size`` random layered scenes of ``height`` x ``width`` pixels.
+
+    Args:
+        generator: all randomness comes from it (on its own device; results are moved to ``device``).
+        max_coc: |CoC| is clipped to this many pixels.
+        num_layers: inclusive range of the number of layers, background included (2..5 by default).
+        aperture_range: the CoC scale ``A`` (pixels) is drawn log-uniformly from this range; above ``max_coc``
+            it saturates parts of the scene at ``max_coc``.
+        in_focus_prob: probability that the focal plane passes through one of the layers (at a random pixel of
+            it), so that the scene has an in-focus region; otherwise the focus distance is uniform.
+    """
+    low, high = num_layers
+    if not 1 <= low <= high <= 16:
+        raise ValueError(f"`num_layers` must be an increasing pair within 1..16, got {num_layers}.")
+    if not 0 < aperture_range[0] <= aperture_range[1]:
+        raise ValueError(f"`aperture_range` must be an increasing pair of positive pixels, got {aperture_range}.")
+    g, B, L = generator, batch_size, high
+    device = torch.device(device) if device is not None else generator.device
+    count = (low + (_rand(g, B) * (high - low + 1)).long().clamp(max=high - low)).to(device)  # (B,)
+    layer_index = torch.arange(L, device=device)
+    used = layer_index[None] < count[:, None]  # (B, L)
+
+    # Inverse depths: background farthest, then increasing towards the camera.
+    rho = _rand(g, B, L).to(device).sort(dim=1).values
+    rho[:, 0] *= 0.6
+    # Per-layer geometry: constant, slanted plane or smooth ramp (background: any; objects: mostly constant).
+    kind_draw = _rand(g, B, L).to(device)
+    is_background = (layer_index == 0)[None]
+    slanted = torch.where(is_background, kind_draw < 0.35, kind_draw < 0.25)
+    ramp = torch.where(is_background, kind_draw > 0.65, kind_draw > 0.9)
+    slope = _uniform(g, -0.5, 0.5, B, L, 2).to(device) * torch.where(is_background, 1.0, 0.4)[..., None]
+    ramp_angle = _uniform(g, 0, 2 * math.pi, B, L).to(device)
+    ramp_amp = _uniform(g, -0.6, 0.6, B, L).to(device)
+    ramp_center = _uniform(g, -0.3, 0.3, B, L).to(device)
+    ramp_width = _uniform(g, 0.05, 0.6, B, L).to(device)
+
+    ys = (torch.arange(height, device=device, dtype=torch.float32) + 0.5) / height - 0.5
+    xs = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) / width - 0.5
+    yy, xx = (t.view(1, 1, height, width) for t in torch.meshgrid(ys, xs, indexing="ij"))
+    plane = slope[..., 0, None, None] * xx + slope[..., 1, None, None] * yy
+    along = (
+        xx * torch.cos(ramp_angle)[..., None, None]
+        + yy * torch.sin(ramp_angle)[..., None, None]
+        - ramp_center[..., None, None]
+    )
+    ramp_field = ramp_amp[..., None, None] * (_smoothstep(0.5 + along / ramp_width[..., None, None]) - 0.5)
+    rho_field = rho[..., None, None] + slanted[..., None, None] * plane + ramp[..., None, None] * ramp_field
+
+    # Silhouettes of the objects (layers >= 1); the background covers everything.
+    alpha = torch.zeros(B, L, height, width, device=device)
+    alpha[:, 0] = 1
+    if L > 1:
+        alpha[:, 1:] = _shape_masks(g, B * (L - 1), height, width, device).view(B, L - 1, height, width)
+    alpha = alpha * used[..., None, None]
+
+    # Focus: through a random pixel of a random used layer, or uniform in inverse depth.
+    pick_layer = (_rand(g, B).to(device) * count).long().clamp(max=L - 1)
+    flat = (alpha[torch.arange(B, device=device), pick_layer] > 0.5).flatten(1).float() + 1e-6
+    pixel = torch.multinomial(flat.to(g.device), 1, generator=g)[:, 0].to(device)
+    rho_at_pixel = rho_field[torch.arange(B, device=device), pick_layer].flatten(1).gather(1, pixel[:, None])[:, 0]
+    through_layer = _rand(g, B).to(device) < in_focus_prob
+    focus = torch.where(through_layer, rho_at_pixel, _rand(g, B).to(device))
+    log_a = _uniform(g, math.log(aperture_range[0]), math.log(aperture_range[1]), B).to(device)
+    aperture = log_a.exp()
+
+    coc = (aperture[:, None, None, None] * (focus[:, None, None, None] - rho_field)).clamp(-max_coc, max_coc)
+    return DualPixelScene(alpha[:, :, None], coc[:, :, None], count, focus, aperture)

@@ -1,0 +1,347 @@
+"""Synthetic dual-pixel captures from sharp images: the renderer, and datasets for CPU workers or the GPU.
+
+From a batch of sharp images the renderer makes everything DPDD has plus a ground-truth CoC map:
+
+- ``sharp``: ``(B, 3, H, W)`` all-in-focus target, sRGB in [0, 1] (the layers composited without blur);
+- ``left``, ``right``: ``(B, 3, H, W)`` the two DP views in [0, 1];
+- ``blurred``: ``(B, 3, H, W)`` the combined DP image, ``(left + right) / 2`` before noise and JPEG;
+- ``coc``: ``(B, 1, H, W)`` float32 signed CoC radius in pixels, ``|coc| <= max_coc``; ``coc > 0`` behind the
+  focal plane (far), ``coc < 0`` in front of it (near).
+
+Pipeline per scene (all seeded by one ``torch.Generator``): draw a layered depth layout (:mod:`.scene`), give each
+layer content (layer 0: the scene's own image; others: an image of the pool, flipped or rotated), linearise
+(``x ** gamma``), render the DP views with occlusion (:mod:`.render`, PSFs of :mod:`.psf`), then sensor effects
+(:mod:`.sensor`): exposure, opposite DP vignetting, Poisson-Gaussian noise per view (the combined image is the
+mean of the two noisy views, as the sensor sums its photodiodes), clipping, ``x ** (1 / gamma)`` and JPEG-like
+compression (each of blurred / left / right). The sharp target gets the same exposure and gamma, no noise.
+
+Two ways to use it:
+
+- on the accelerator, inside the training loop: a DataLoader of cheap sharp crops (:class:`SharpImageDataset`)
+  and :class:`DualPixelRenderer` called on each batch on ``accelerator.device``;
+- as a plain map-style dataset (:class:`SyntheticDualPixelDataset`), deterministic per ``(seed, index)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .psf import DEFAULT_LIGHT_FALLOFF, DEFAULT_SPLIT_SOFTNESS, DualPixelPSFBank
+from .render import composite_sharp, render_layers
+from .scene import DualPixelScene, sample_scene
+from .sensor import dual_pixel_vignetting, jpeg_compress, log_uniform, poisson_gaussian_noise, uniform
+from .sources import DEFAULT_TRAIN_SOURCES, ImageSource, augment, build_source
+
+
+@dataclass(frozen=True)
+class DualPixelConfig:
+    """Everything that defines the synthetic data distribution (JSON-serialisable with ``to_dict``).
+
+    Optics:
+        max_coc: largest |CoC| radius in pixels (the paper's 25).
+        coc_step: sub-layer spacing of the CoC in pixels (<= 1; linear interpolation between sub-layers).
+        split_softness, light_falloff: shape of the DP half-aperture masks (see :mod:`.psf`).
+    Scene:
+        num_layers: inclusive range of layers per scene, background included.
+        aperture_range: CoC scale ``A`` in pixels, log-uniform (``coc = A * (rho_focus - rho)``, clipped).
+        in_focus_prob: probability that the focal plane passes through a layer.
+        mix_layer_content: give objects other images' content (``False``: every layer shows the same image, so the
+            sharp target equals the input before photometric changes).
+    Sensor (set ``noise_prob = jpeg_prob = 0``, ``gamma_range = exposure_range = (1, 1)`` and
+    ``vignetting_range = (0, 0)`` for a clean optical rendering; see :meth:`clean`):
+        gamma_range: the sRGB-like curve ``x ** gamma`` used to linearise (uniform).
+        exposure_range: gain on linear light (log-uniform); values above 1 saturate highlights.
+        vignetting_range: opposite horizontal fall-off of the DP views, ``1 -/+ s x`` (uniform ``s``).
+        noise_prob: probability of Poisson-Gaussian noise; ``shot_noise_range`` (variance per unit signal) and
+            ``read_noise_range`` (standard deviation) are log-uniform.
+        jpeg_prob, jpeg_quality_range: probability and quality range (uniform) of JPEG-like compression.
+    """
+
+    max_coc: float = 25.0
+    coc_step: float = 1.0
+    split_softness: float = DEFAULT_SPLIT_SOFTNESS
+    light_falloff: float = DEFAULT_LIGHT_FALLOFF
+    num_layers: tuple[int, int] = (2, 5)
+    aperture_range: tuple[float, float] = (2.0, 60.0)
+    in_focus_prob: float = 0.6
+    mix_layer_content: bool = True
+    gamma_range: tuple[float, float] = (1.8, 2.6)
+    exposure_range: tuple[float, float] = (0.7, 1.3)
+    vignetting_range: tuple[float, float] = (0.0, 0.1)
+    noise_prob: float = 0.8
+    shot_noise_range: tuple[float, float] = (1e-4, 1e-2)
+    read_noise_range: tuple[float, float] = (5e-4, 1e-2)
+    jpeg_prob: float = 0.3
+    jpeg_quality_range: tuple[float, float] = (60.0, 95.0)
+
+    def __post_init__(self):
+        if not 0 < self.coc_step <= 1:
+            raise ValueError(f"`coc_step` must be in (0, 1] pixels, got {self.coc_step}.")
+        if not 0 < self.max_coc <= 64:
+            raise ValueError(f"`max_coc` must be in (0, 64] pixels, got {self.max_coc}.")
+        for name in ("noise_prob", "jpeg_prob", "in_focus_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"`{name}` must be a probability in [0, 1], got {getattr(self, name)}.")
+
+    def clean(self) -> DualPixelConfig:
+        """The same optics and scenes without any photometric or sensor effect: a pure optical rendering."""
+        return self.replace(
+            gamma_range=(1.0, 1.0),
+            exposure_range=(1.0, 1.0),
+            vignetting_range=(0.0, 0.0),
+            noise_prob=0.0,
+            jpeg_prob=0.0,
+        )
+
+    def replace(self, **changes) -> DualPixelConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> DualPixelConfig:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - fields
+        if unknown:
+            raise ValueError(f"Unknown DualPixelConfig fields {sorted(unknown)}.")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def _rand(generator: torch.Generator, *shape: int) -> torch.Tensor:
+    return torch.rand(shape, generator=generator, device=generator.device)
+
+
+class DualPixelRenderer:
+    """Callable that turns a batch of sharp images into synthetic DP captures, on the images' device.
+
+    ``renderer(sharp, generator)`` with ``sharp`` ``(B, 3, H, W)`` sRGB in [0, 1] returns the dict described in
+    the module docstring. All randomness comes from ``generator`` (use one on the images' device for speed; a CPU
+    generator also works). Objects take their content from the other images of the batch (flipped or rotated),
+    or, when given, from ``pool`` ``(B, M, 3, H, W)``: per-scene extra images.
+    """
+
+    def __init__(self, config: DualPixelConfig | None = None):
+        self.config = config or DualPixelConfig()
+        c = self.config
+        self.bank = DualPixelPSFBank(c.max_coc, c.coc_step, c.split_softness, c.light_falloff)
+
+    def sample_scene(
+        self, batch_size: int, height: int, width: int, generator: torch.Generator, device=None
+    ) -> DualPixelScene:
+        c = self.config
+        return sample_scene(
+            batch_size, height, width, generator, c.max_coc, c.num_layers, c.aperture_range, c.in_focus_prob, device
+        )
+
+    def _layer_contents(
+        self, sharp: torch.Tensor, pool: torch.Tensor | None, num_layers: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        """``(B, L, 3, H, W)``: layer 0 is each scene's own image, the others come from the pool, flipped/rotated."""
+        B, _, H, W = sharp.shape
+        if not self.config.mix_layer_content:
+            return sharp[:, None].expand(B, num_layers, 3, H, W)
+        candidates = sharp if pool is None else pool.flatten(0, 1)
+        per_scene = B if pool is None else pool.shape[1]
+        draws = _rand(generator, B, num_layers, 4).tolist()
+        layers = [sharp]
+        for layer in range(1, num_layers):
+            images = []
+            for b in range(B):
+                choice, flip_x, flip_y, transpose = draws[b][layer]
+                index = min(int(choice * per_scene), per_scene - 1) + (0 if pool is None else b * per_scene)
+                image = candidates[index]  # one of the 8 flips/rotations (no shifts: they would leave seams)
+                image = image.flip(-1) if flip_x < 0.5 else image
+                image = image.flip(-2) if flip_y < 0.5 else image
+                images.append(image.transpose(-2, -1) if transpose < 0.5 and H == W else image)
+            layers.append(torch.stack(images))
+        return torch.stack(layers, dim=1)
+
+    @torch.no_grad()
+    def __call__(
+        self, sharp: torch.Tensor, generator: torch.Generator, pool: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        if sharp.dim() != 4 or sharp.shape[1] != 3:
+            raise ValueError(f"`sharp` must be (B, 3, H, W) in [0, 1], got {tuple(sharp.shape)}.")
+        if pool is not None and (
+            pool.dim() != 5 or pool.shape[0] != sharp.shape[0] or pool.shape[2:] != sharp.shape[1:]
+        ):
+            raise ValueError(
+                f"`pool` must be (B, M, 3, H, W) matching `sharp` {tuple(sharp.shape)}, got {tuple(pool.shape)}."
+            )
+        c, g = self.config, generator
+        B, _, H, W = sharp.shape
+        device, dtype = sharp.device, torch.float32
+        sharp = sharp.to(dtype)
+        pool = pool.to(device, dtype) if pool is not None else None
+        scene = self.sample_scene(B, H, W, g, device)
+        contents = self._layer_contents(sharp, pool, scene.alpha.shape[1], g)
+
+        gamma = uniform(g, *c.gamma_range, B, device).view(B, 1, 1, 1)
+        exposure = log_uniform(g, *c.exposure_range, B, device).view(B, 1, 1, 1)
+        linear = contents.clamp(0, 1) ** gamma[:, None]
+        left, right = render_layers(linear, scene.alpha, scene.coc, self.bank)
+        target = composite_sharp(linear, scene.alpha)
+
+        # Sensor: exposure, DP vignetting, noise on each view; the combined image is the photodiodes' mean.
+        vignetting = uniform(g, *c.vignetting_range, B, device)
+        gain_left, gain_right = dual_pixel_vignetting(W, vignetting, device)
+        left, right = left * exposure * gain_left, right * exposure * gain_right
+        noisy = (_rand(g, B) < c.noise_prob).to(device).view(B, 1, 1, 1)
+        shot = log_uniform(g, *c.shot_noise_range, B, device)
+        read = log_uniform(g, *c.read_noise_range, B, device)
+        if c.noise_prob > 0:
+            left = torch.where(noisy, poisson_gaussian_noise(left, shot, read, g), left)
+            right = torch.where(noisy, poisson_gaussian_noise(right, shot, read, g), right)
+        blurred = (left + right) / 2
+
+        def encode(image: torch.Tensor) -> torch.Tensor:
+            return image.clamp(0, 1) ** (1 / gamma)
+
+        out = {
+            "sharp": encode(target * exposure),
+            "blurred": encode(blurred),
+            "left": encode(left),
+            "right": encode(right),
+        }
+        compressed = (_rand(g, B) < c.jpeg_prob).to(device)
+        quality = uniform(g, *c.jpeg_quality_range, B, device)
+        if bool(compressed.any()):
+            mask = compressed.view(B, 1, 1, 1)
+            for key in ("blurred", "left", "right"):
+                out[key] = torch.where(mask, jpeg_compress(out[key], quality), out[key])
+        out["coc"] = scene.composite_coc().clamp(-c.max_coc, c.max_coc)
+        return {key: value.contiguous() for key, value in out.items()}
+
+
+def render_dual_pixel_batch(
+    sharp: torch.Tensor,
+    generator: torch.Generator,
+    config: DualPixelConfig | None = None,
+    pool: torch.Tensor | None = None,
+) -> dict:
+    """One-shot :class:`DualPixelRenderer` call (the PSF bank is rebuilt; keep a renderer for repeated use)."""
+    return DualPixelRenderer(config)(sharp, generator, pool)
+
+
+def sample_generator(seed: int, index: int, epoch: int = 0) -> torch.Generator:
+    """A CPU generator seeded from ``(seed, epoch, index)`` through NumPy's SeedSequence (independent streams)."""
+    state = np.random.SeedSequence([int(seed), int(epoch), int(index)]).generate_state(2, np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+class SharpImageDataset(Dataset):
+    """Random sharp crops ``{"sharp": (3, resolution, resolution)}`` with flips and colour jitter.
+
+    Deterministic per ``(seed, epoch, index)`` whatever the number of DataLoader workers; call
+    :meth:`set_epoch` between epochs (before creating the DataLoader iterator) for new crops.
+
+    Args:
+        sources: an :class:`~defocusgan_hf.data.sources.ImageSource`, a name (``"skimage"``, ``"skimage:val"``,
+            ``"dead_leaves"``, ``"text"``), a folder path, or a list of these (mixed).
+        resolution: crop side in pixels.
+        length: number of samples per epoch (sources are unlimited).
+    """
+
+    def __init__(
+        self,
+        sources: ImageSource | str | Sequence = DEFAULT_TRAIN_SOURCES,
+        resolution: int = 256,
+        length: int = 10_000,
+        seed: int = 0,
+        color_jitter: float = 0.1,
+        flip: bool = True,
+    ):
+        if resolution < 16:
+            raise ValueError(f"`resolution` must be at least 16 pixels, got {resolution}.")
+        if length < 1:
+            raise ValueError(f"`length` must be positive, got {length}.")
+        self.source = build_source(sources)
+        self.resolution, self.length, self.seed = int(resolution), int(length), int(seed)
+        self.color_jitter, self.flip, self.epoch = color_jitter, flip, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _crop(self, generator: torch.Generator) -> torch.Tensor:
+        image = self.source.sample(self.resolution, generator)
+        return augment(image, generator, self.flip, self.color_jitter).float()
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} is out of range for a dataset of {self.length} samples.")
+        return {"sharp": self._crop(sample_generator(self.seed, index, self.epoch))}
+
+
+class SyntheticDualPixelDataset(SharpImageDataset):
+    """Rendered synthetic DP samples ``{sharp, blurred, left, right: (3, H, W), coc: (1, H, W)}`` (float32, CPU).
+
+    Each sample draws its own sharp crop plus ``num_contents - 1`` more crops for the objects' content, and is
+    rendered by :class:`DualPixelRenderer` on the CPU. Deterministic per ``(seed, epoch, index)`` whatever the
+    number of workers. For training on a GPU, prefer :class:`SharpImageDataset` plus a renderer on the device.
+
+    Args:
+        noise: ``False`` turns off noise, JPEG and DP vignetting (gamma and exposure variation stay).
+        max_coc: shortcut for ``config.max_coc``.
+        config: the data distribution (default :class:`DualPixelConfig`).
+    """
+
+    def __init__(
+        self,
+        sources: ImageSource | str | Sequence = DEFAULT_TRAIN_SOURCES,
+        resolution: int = 256,
+        length: int = 10_000,
+        seed: int = 0,
+        max_coc: float = 25.0,
+        noise: bool = True,
+        config: DualPixelConfig | None = None,
+        num_contents: int = 3,
+        color_jitter: float = 0.1,
+    ):
+        super().__init__(sources, resolution, length, seed, color_jitter)
+        config = (config or DualPixelConfig()).replace(max_coc=max_coc)
+        if not noise:
+            config = config.replace(noise_prob=0.0, jpeg_prob=0.0, vignetting_range=(0.0, 0.0))
+        if num_contents < 1:
+            raise ValueError(f"`num_contents` must be at least 1, got {num_contents}.")
+        self.config, self.num_contents = config, int(num_contents)
+        self.renderer = DualPixelRenderer(config)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} is out of range for a dataset of {self.length} samples.")
+        generator = sample_generator(self.seed, index, self.epoch)
+        crops = torch.stack([self._crop(generator) for _ in range(self.num_contents)])
+        out = self.renderer(crops[:1], generator, pool=crops[None])
+        return {key: value[0] for key, value in out.items()}
+
+
+def coc_statistics(coc: torch.Tensor, max_coc: float = 25.0) -> dict[str, float]:
+    """Fractions of pixels in focus (|coc| < 1), near (coc <= -1) and far (coc >= 1), and the mean |coc|."""
+    return {
+        "in_focus": float((coc.abs() < 1).float().mean()),
+        "near": float((coc <= -1).float().mean()),
+        "far": float((coc >= 1).float().mean()),
+        "mean_abs": float(coc.abs().mean()),
+        "saturated": float((coc.abs() >= max_coc - 1e-3).float().mean()),
+    }
+
+
+__all__ = [
+    "DualPixelConfig",
+    "DualPixelRenderer",
+    "SharpImageDataset",
+    "SyntheticDualPixelDataset",
+    "coc_statistics",
+    "render_dual_pixel_batch",
+    "sample_generator",
+]
