@@ -1,0 +1,329 @@
+#!/usr/bin/env python
+"""Stage 2: train the DefocusGAN generator (paper, "DefocusGAN", Eq. 6-8) with Accelerate.
+
+    accelerate launch train/train_defocusgan.py --output_dir runs/defocusgan --resolution 512 --train_batch_size 4
+
+Each step: sharp crops -> synthetic DP scene rendered on the accelerator (or a DPDD batch) -> CoC map (the true one on
+synthetic data, or the stage-1 net's estimate with --defocus_model) -> generator with the mask guidance weight
+w = exp(-(2 step / anneal)^2), which reaches ~0 after --guidance_anneal_steps, so inference needs the image alone.
+
+How G and D interleave: from --critic_start_step, every generator step is preceded by --critic_steps critic updates
+on the same batch (WGAN-GP, defocus-weighted responses, Eq. 7); from --adversarial_start_step the generator loss gets
+the β-weighted adversarial term, computed through the unwrapped critic with its parameters frozen, so no critic
+gradient is produced (and none goes stale) in the generator step. With --gradient_accumulation_steps k, both
+optimisers step once every k micro-batches on gradients summed over them (accelerate's `accumulate`), so the critic's
+--critic_steps updates per generator step each see k micro-batches.
+
+Loss: L1 + α·perceptual (VGG19 conv3_3, weights from --vgg_weights) + β·adversarial (+ optional FFT-amplitude L1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate.logging import get_logger
+from tqdm.auto import tqdm
+
+from defocusgan_hf.data import DualPixelConfig, DualPixelRenderer, SharpImageDataset
+from defocusgan_hf.losses import GeneratorLoss, PerceptualLoss, critic_loss, defocus_weights
+from defocusgan_hf.models import DefocusDeblurNet, DualPixelDefocusNet, PatchDiscriminator, guidance_weight_at
+from defocusgan_hf.models.vgg import VGG19Features
+from defocusgan_hf.pipelines import DefocusDeblurPipeline
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import training_utils as tu  # noqa: E402
+
+logger = get_logger(__name__)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    tu.add_common_args(parser, default_output_dir="runs/defocusgan", default_lr=2e-4)
+    add = parser.add_argument
+    add("--model_config", default=None, help="JSON file or string of DefocusDeblurNet config overrides (e.g. a tiny net).")
+    add("--lr_halving_steps", type=int, default=0, help="Halve the learning rate every N steps (paper: every 30 epochs).")
+    add("--lambda_content", type=float, default=1.0, help="Weight of the L1 content loss (paper: 1).")
+    add("--lambda_perceptual", type=float, default=0.012, help="α, weight of the VGG19 conv3_3 loss (paper: 0.012).")
+    add("--lambda_adv", type=float, default=0.002, help="β, weight of the defocus adversarial loss (paper: 0.002).")
+    add("--lambda_fft", type=float, default=0.0, help="Weight of an L1 loss on FFT amplitudes (not in the paper).")
+    add("--vgg_weights", default=None, help="VGG19 weights: .safetensors file, folder, or Hub id (timm/vgg19.tv_in1k layout).")
+    add("--adversarial_loss", default="defocus", choices=["defocus", "uniform"], help="Table 6: defocus-weighted or plain.")
+    add("--critic_steps", type=int, default=2, help="Critic updates per generator step (released code: 2).")
+    add("--critic_start_step", type=int, default=0, help="First step with critic updates.")
+    add("--adversarial_start_step", type=int, default=0, help="First step with the adversarial term in the generator loss.")
+    add("--critic_learning_rate", type=float, default=None, help="Critic lr (default: --learning_rate).")
+    add("--gp_weight", type=float, default=10.0, help="WGAN-GP gradient-penalty weight.")
+    add("--guidance_anneal_steps", type=float, default=2e4, help="Mask weight reaches ~0 after this many steps (paper: 2e4).")
+    add("--no_guidance", action="store_true", help="Table 4 ablation: no defocus-map guidance at all.")
+    add("--no_rcab", action="store_true", help="Table 4 ablation: plain convs instead of RCABs.")
+    add("--single_scale", action="store_true", help="Table 4 ablation: full scale only (no 1/4, 1/8 DGBs).")
+    add("--defocus_model", default=None, help="Stage-1 pipeline/model folder: guide with its estimated maps instead of true ones.")
+    add("--use_ema", action="store_true", help="Keep an EMA of the generator weights; validation and export use it.")
+    add("--ema_decay", type=float, default=0.999)
+    add("--max_aperture", type=float, default=None, help="Cap the synthetic scenes' CoC scale (px); default: the engine's.")
+    add("--clean_data", action="store_true", help="Synthetic data without noise, JPEG, vignetting, gamma/exposure change.")
+    args = parser.parse_args(argv)
+    if args.lambda_perceptual > 0 and args.vgg_weights is None:
+        parser.error(
+            "--lambda_perceptual > 0 needs VGG19 ImageNet weights: download timm/vgg19.tv_in1k's model.safetensors on "
+            "a machine with Hub access and pass --vgg_weights PATH, or set --lambda_perceptual 0."
+        )
+    return args
+
+
+def load_model_config(value: str | None) -> dict:
+    if value is None:
+        return {}
+    path = Path(value)
+    return json.loads(path.read_text() if path.is_file() else value)
+
+
+def build_generator(args) -> DefocusDeblurNet:
+    if args.init_from:
+        return DefocusDeblurNet.from_pretrained(args.init_from, subfolder="deblur_net")
+    config = load_model_config(args.model_config)
+    if args.no_rcab:
+        config["block_type"] = "conv"
+    if args.single_scale:
+        config.update(scales=(1,), levels_per_scale=(config.get("levels_per_scale", (4,))[0],))
+    return DefocusDeblurNet(**config)
+
+
+def load_defocus_net(path: str) -> DualPixelDefocusNet:
+    folder = Path(path)
+    if (folder / "defocus_net").is_dir():
+        return DualPixelDefocusNet.from_pretrained(folder, subfolder="defocus_net")
+    return DualPixelDefocusNet.from_pretrained(path)
+
+
+def fft_amplitude_loss(restored: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
+    return (torch.fft.rfft2(restored.float()).abs() - torch.fft.rfft2(sharp.float()).abs()).abs().mean() / math.sqrt(
+        restored.shape[-1] * restored.shape[-2]
+    )
+
+
+class Batches:
+    """Training batches on the accelerator: {blurred, sharp, coc}, step-indexed for exact resume."""
+
+    def __init__(self, args, accelerator, start_step: int, defocus_net: DualPixelDefocusNet | None):
+        self.args, self.accelerator, self.defocus_net = args, accelerator, defocus_net
+        if args.dataset == "dpdd":
+            from defocusgan_hf.data import DPDDDataset
+
+            if defocus_net is None:
+                raise SystemExit("--dataset dpdd has no true CoC maps: pass --defocus_model (a stage-1 checkpoint).")
+            dataset = DPDDDataset(args.dpdd_root, split="train", crop_size=args.resolution, seed=args.seed)
+            self.renderer = None
+        else:
+            sources = ["skimage", "dead_leaves", "text"] + ([args.image_dir] if args.image_dir else [])
+            dataset = SharpImageDataset(sources, resolution=args.resolution, length=2**40, seed=args.seed)
+            config = DualPixelConfig()
+            if args.clean_data:
+                config = config.clean()
+            if args.max_aperture is not None:
+                config = config.replace(aperture_range=(config.aperture_range[0], args.max_aperture))
+            self.renderer = DualPixelRenderer(config)
+        self.iterator = iter(tu.step_loader(dataset, args, accelerator, start_step))
+
+    @torch.no_grad()
+    def next(self, step: int) -> dict[str, torch.Tensor]:
+        device = self.accelerator.device
+        batch = {k: v.to(device) for k, v in next(self.iterator).items() if isinstance(v, torch.Tensor)}
+        if self.renderer is not None:
+            generator = tu.step_generator(self.args.seed, step, self.accelerator.process_index, device)
+            batch = self.renderer(batch["sharp"], generator)
+        if self.defocus_net is not None:
+            batch["coc"] = self.defocus_net(batch["left"], batch["right"]).defocus_map
+        return {"blurred": batch["blurred"], "sharp": batch["sharp"], "coc": batch["coc"]}
+
+
+@torch.no_grad()
+def log_validation(generator, args, accelerator, step: int, validation: list[dict]) -> dict[str, float]:
+    """PSNR of the input and of the restored image on the fixed validation samples, and a picture of the first."""
+    model = accelerator.unwrap_model(generator)
+    was_training = model.training
+    model.eval()
+    restored_psnr, input_psnr, rows = [], [], []
+    for sample in validation:
+        blurred = sample["blurred"][None].to(accelerator.device)
+        sharp = sample["sharp"][None].to(accelerator.device)
+        restored = model(blurred).sample
+        restored_psnr.append(tu.psnr(restored, sharp))
+        input_psnr.append(tu.psnr(blurred, sharp))
+        if len(rows) < 3:
+            rows.append(torch.cat([blurred, restored, sharp], dim=-1)[0])
+    model.train(was_training)
+    metrics = {"val/psnr": float(np.mean(restored_psnr)), "val/input_psnr": float(np.mean(input_psnr))}
+    metrics["val/psnr_gain"] = metrics["val/psnr"] - metrics["val/input_psnr"]
+    grid = (torch.cat(rows, dim=-2).permute(1, 2, 0).clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    folder = Path(args.output_dir) / "validation"
+    folder.mkdir(parents=True, exist_ok=True)
+    from PIL import Image
+
+    Image.fromarray(grid).save(folder / f"step-{step:07d}.png")
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            tracker.writer.add_image("validation/blurred_restored_sharp", grid, step, dataformats="HWC")
+    logger.info(f"step {step}: validation PSNR {metrics['val/psnr']:.3f} dB (input {metrics['val/input_psnr']:.3f} dB)")
+    return metrics
+
+
+def main(args: argparse.Namespace) -> dict[str, float]:
+    tu.check_output_dir(args)
+    accelerator = tu.make_accelerator(args)
+    resume = tu.resolve_resume(args)
+
+    generator_net = build_generator(args)
+    generator_net.train()
+    critic = PatchDiscriminator()
+    use_critic = args.lambda_adv > 0
+    perceptual = None
+    if args.lambda_perceptual > 0:
+        perceptual = PerceptualLoss(VGG19Features.from_pretrained(args.vgg_weights)).to(accelerator.device)
+    loss_fn = GeneratorLoss(args.lambda_content, args.lambda_perceptual, args.lambda_adv, perceptual)
+    defocus_net = None
+    if args.defocus_model:
+        defocus_net = load_defocus_net(args.defocus_model).to(accelerator.device).eval().requires_grad_(False)
+
+    optimizer_g = torch.optim.Adam(
+        generator_net.parameters(), lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), weight_decay=args.adam_weight_decay
+    )
+    optimizer_d = torch.optim.Adam(
+        critic.parameters(), lr=args.critic_learning_rate or args.learning_rate, betas=(args.adam_beta1, args.adam_beta2)
+    )
+    # The learning rate is a pure function of the step (set before each step), so resuming needs no scheduler state
+    # and DDP does not multiply scheduler steps.
+    schedule = tu.lr_lambda(args.lr_warmup_steps, args.lr_halving_steps)
+    generator_net, critic, optimizer_g, optimizer_d = accelerator.prepare(generator_net, critic, optimizer_g, optimizer_d)
+    tu.register_hub_folder_hooks(accelerator, ["deblur_net", "critic"])
+    ema = None
+    if args.use_ema:
+        from diffusers.training_utils import EMAModel
+
+        unwrapped = accelerator.unwrap_model(generator_net)
+        ema = EMAModel(unwrapped.parameters(), decay=args.ema_decay, model_cls=DefocusDeblurNet, model_config=unwrapped.config)
+        ema.to(accelerator.device)
+        accelerator.register_for_checkpointing(ema)
+
+    start_step = 0
+    if resume is not None:
+        accelerator.load_state(str(resume))
+        start_step = tu.checkpoint_step(resume)
+        logger.info(f"Resumed from {resume} at step {start_step}")
+    if accelerator.is_main_process:
+        accelerator.init_trackers("defocusgan", config={k: v for k, v in vars(args).items() if isinstance(v, int | float | str | bool)})
+
+    batches = Batches(args, accelerator, start_step, defocus_net)
+    validation = []
+    if args.validation_dir:
+        from defocusgan_hf.data import ValidationSet
+
+        validation_set = ValidationSet(args.validation_dir)
+        validation = [validation_set[i] for i in range(min(args.num_validation_samples, len(validation_set)))]
+    critic_generator = torch.Generator(device=accelerator.device)
+    progress = tqdm(range(start_step, args.max_train_steps), initial=start_step, total=args.max_train_steps,
+                    disable=not accelerator.is_local_main_process, desc="steps")
+    history: dict[str, float] = {}
+    step = start_step
+    started = time.time()
+    while step < args.max_train_steps:
+        weight = 0.0 if args.no_guidance else guidance_weight_at(step, args.guidance_anneal_steps)
+        tu.set_learning_rate(optimizer_g, args.learning_rate * schedule(step))
+        tu.set_learning_rate(optimizer_d, (args.critic_learning_rate or args.learning_rate) * schedule(step))
+        for _ in range(args.gradient_accumulation_steps):
+            batch = batches.next(step)
+            blurred, sharp, coc = batch["blurred"], batch["sharp"], batch["coc"]
+            with accelerator.accumulate(generator_net, critic):
+                restored = generator_net(blurred, coc, guidance_weight=weight).sample
+                logs = {"guidance_weight": weight}
+                if use_critic:
+                    phi = defocus_weights(coc, accelerator.unwrap_model(critic).output_size(*sharp.shape[-2:]), mode=args.adversarial_loss)
+                if use_critic and step >= args.critic_start_step:
+                    critic_generator.manual_seed(args.seed * 7 + step)
+                    for _ in range(args.critic_steps):
+                        d_loss, d_logs = critic_loss(critic, sharp, restored.detach(), phi, args.gp_weight, critic_generator)
+                        accelerator.backward(d_loss)
+                        optimizer_d.step()
+                        optimizer_d.zero_grad(set_to_none=True)
+                    logs.update({f"critic/{k}": float(v) for k, v in d_logs.items()})
+                adversarial = use_critic and step >= args.adversarial_start_step
+                g_loss, g_logs = loss_fn(
+                    restored,
+                    sharp,
+                    critic=accelerator.unwrap_model(critic) if adversarial else None,
+                    weights=phi if adversarial else None,
+                )
+                if args.lambda_fft > 0:
+                    fft = fft_amplitude_loss(restored, sharp)
+                    g_loss = g_loss + args.lambda_fft * fft
+                    g_logs["fft"] = fft.detach()
+                accelerator.backward(g_loss)
+                if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(generator_net.parameters(), args.max_grad_norm)
+                optimizer_g.step()
+                optimizer_g.zero_grad(set_to_none=True)
+        logs.update({f"loss/{k}": float(v) for k, v in g_logs.items()})
+        logs["loss/total"] = float(g_loss)
+        logs["lr"] = optimizer_g.param_groups[0]["lr"]
+        if ema is not None:
+            ema.step(accelerator.unwrap_model(generator_net).parameters())
+        step += 1
+        progress.update(1)
+        progress.set_postfix(loss=f"{logs['loss/total']:.4f}", w=f"{weight:.2f}")
+        if step % args.logging_steps == 0 or step == args.max_train_steps:
+            logs["steps_per_second"] = (step - start_step) / max(time.time() - started, 1e-9)
+            accelerator.log(logs, step=step)
+            logger.info(f"step {step}: " + ", ".join(f"{k}={v:.5g}" for k, v in logs.items()))
+        if step % args.checkpointing_steps == 0 or step == args.max_train_steps:
+            tu.save_checkpoint(accelerator, args, step)
+        validate = validation and (step % args.validation_steps == 0 or step == args.max_train_steps)
+        if accelerator.is_main_process and validate:
+            if ema is not None:
+                ema.store(accelerator.unwrap_model(generator_net).parameters())
+                ema.copy_to(accelerator.unwrap_model(generator_net).parameters())
+            history = log_validation(generator_net, args, accelerator, step, validation)
+            if ema is not None:
+                ema.restore(accelerator.unwrap_model(generator_net).parameters())
+            accelerator.log(history, step=step)
+        history["last_loss"] = logs["loss/total"]
+    progress.close()
+    if accelerator.is_main_process and validation and not history.get("val/psnr"):
+        if ema is not None:
+            ema.copy_to(accelerator.unwrap_model(generator_net).parameters())
+        history.update(log_validation(generator_net, args, accelerator, step, validation))
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        final = accelerator.unwrap_model(generator_net)
+        if ema is not None:
+            ema.copy_to(final.parameters())
+        pipe = DefocusDeblurPipeline(deblur_net=final.eval(), defocus_net=defocus_net)
+        pipeline_dir = Path(args.output_dir) / "pipeline"
+        pipe.save_pretrained(pipeline_dir)
+        tu.write_model_card(
+            pipeline_dir,
+            title="DefocusGAN generator (defocusgan_hf)",
+            description=f"Trained with `train/train_defocusgan.py` for {step} steps on {args.dataset} data "
+            f"({args.resolution}² crops, batch {args.train_batch_size}). Metrics on the first "
+            f"{len(validation)} samples of `{args.validation_dir}`.",
+            metrics=history,
+            command="accelerate launch train/train_defocusgan.py " + " ".join(sys.argv[1:]),
+            tags=["defocusgan"],
+        )
+        if args.push_to_hub:
+            from huggingface_hub import upload_folder
+
+            upload_folder(repo_id=args.hub_model_id, folder_path=str(pipeline_dir), commit_message=f"step {step}")
+    accelerator.end_training()
+    return history
+
+
+if __name__ == "__main__":
+    main(parse_args())

@@ -1,0 +1,239 @@
+"""What both training scripts share: the standard flags, the Accelerator, Hub-folder checkpoints with rotation,
+step-indexed data (exact resume), and model cards. Scripts import it as a sibling module (``train/`` is on
+``sys.path`` when a script in it runs); the package never imports it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from accelerate.utils import ProjectConfiguration, set_seed
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+logger = get_logger(__name__)
+
+
+def add_common_args(parser: argparse.ArgumentParser, default_output_dir: str, default_lr: float) -> None:
+    """The flags both stages spell the same way (diffusers' examples conventions)."""
+    add = parser.add_argument
+    add("--output_dir", default=default_output_dir, help="Where checkpoints, logs and the final pipeline folder go.")
+    add("--init_from", default=None, help="Pipeline folder or Hub id whose weights start this run (training accumulates across sessions).")
+    add("--dataset", default="synthetic", choices=["synthetic", "dpdd"], help="Training data: the synthetic DP engine or DPDD.")
+    add("--dpdd_root", default=None, help="Path of dd_dp_dataset_canon/ (with --dataset dpdd).")
+    add("--image_dir", default=None, help="Extra folder of sharp images for the synthetic engine (besides the built-in sources).")
+    add("--validation_dir", default="data/synthetic_val", help="Fixed validation set written by defocusgan-make-valset (empty string: no validation).")
+    add("--num_validation_samples", type=int, default=8, help="How many validation samples each validation uses.")
+    add("--resolution", type=int, default=512, help="Training crop size in pixels (paper: 512).")
+    add("--train_batch_size", type=int, default=4, help="Batch size per process (paper: 4).")
+    add("--max_train_steps", type=int, default=100_000, help="Total optimisation steps.")
+    add("--learning_rate", type=float, default=default_lr, help="Adam learning rate.")
+    add("--adam_beta1", type=float, default=0.9)
+    add("--adam_beta2", type=float, default=0.999)
+    add("--adam_weight_decay", type=float, default=0.0)
+    add("--max_grad_norm", type=float, default=1.0, help="Gradient clipping (0 disables).")
+    add("--lr_warmup_steps", type=int, default=0, help="Linear learning-rate warm-up steps.")
+    add("--gradient_accumulation_steps", type=int, default=1)
+    add("--mixed_precision", default="no", choices=["no", "fp16", "bf16"])
+    add("--report_to", default=None, help="Tracker: tensorboard, wandb, all; none by default.")
+    add("--logging_steps", type=int, default=50, help="Log losses every N steps.")
+    add("--checkpointing_steps", type=int, default=1000, help="Save a resumable checkpoint-N every N steps.")
+    add("--checkpoints_total_limit", type=int, default=3, help="Keep at most this many checkpoint-N folders.")
+    add("--resume_from_checkpoint", default=None, help='A checkpoint-N folder, or "latest".')
+    add("--validation_steps", type=int, default=1000, help="Validate (metrics + images) every N steps.")
+    add("--push_to_hub", action="store_true", help="Push the final pipeline folder and its model card to the Hub.")
+    add("--hub_model_id", default=None, help="Hub repo id for --push_to_hub.")
+    add("--seed", type=int, default=0, help="Seed of the model init and of the data stream.")
+    add("--dataloader_num_workers", type=int, default=0)
+    add("--num_threads", type=int, default=None, help="torch CPU threads per process (default: torch's choice).")
+
+
+def make_accelerator(args: argparse.Namespace) -> Accelerator:
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+    output_dir = Path(args.output_dir)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=args.report_to,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    logger.info(accelerator.state, main_process_only=False)
+    set_seed(args.seed)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    return accelerator
+
+
+def register_hub_folder_hooks(accelerator: Accelerator, names: list[str]) -> None:
+    """Make ``save_state`` write each prepared model as a Hub folder (``save_pretrained``) named after it, in
+    ``accelerator.prepare`` order, and ``load_state`` read them back, as diffusers' examples do: a checkpoint's
+    ``deblur_net/`` loads directly with ``from_pretrained``."""
+
+    def save_hook(models, weights, output_dir):
+        if accelerator.is_main_process:
+            for name, model in zip(names, models):
+                accelerator.unwrap_model(model).save_pretrained(Path(output_dir) / name)
+        weights.clear()  # accelerate must not also save them as model_N.safetensors
+
+    def load_hook(models, input_dir):
+        for name, model in zip(names, list(models)):
+            target = accelerator.unwrap_model(model)
+            loaded = type(target).from_pretrained(Path(input_dir) / name)
+            target.load_state_dict(loaded.state_dict())
+        models.clear()
+
+    accelerator.register_save_state_pre_hook(save_hook)
+    accelerator.register_load_state_pre_hook(load_hook)
+
+
+def check_output_dir(args: argparse.Namespace) -> None:
+    """Refuse to start a fresh run on top of an earlier run's checkpoints (nothing a user made is overwritten)."""
+    if args.resume_from_checkpoint is None and list_checkpoints(args.output_dir):
+        raise SystemExit(
+            f"{args.output_dir} already holds checkpoints; pass --resume_from_checkpoint latest to continue that run, "
+            "or choose another --output_dir."
+        )
+
+
+def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.is_dir() and re.fullmatch(r"checkpoint-\d+", p.name)]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def resolve_resume(args: argparse.Namespace) -> Path | None:
+    if args.resume_from_checkpoint is None:
+        return None
+    if args.resume_from_checkpoint == "latest":
+        found = list_checkpoints(args.output_dir)
+        return found[-1] if found else None
+    path = Path(args.resume_from_checkpoint)
+    if not path.is_dir():
+        raise SystemExit(f"--resume_from_checkpoint {path} is not a checkpoint folder.")
+    return path
+
+
+def save_checkpoint(accelerator: Accelerator, args: argparse.Namespace, step: int) -> Path:
+    """``accelerator.save_state`` into ``checkpoint-<step>`` after pruning to ``--checkpoints_total_limit``."""
+    output_dir = Path(args.output_dir)
+    if accelerator.is_main_process and args.checkpoints_total_limit:
+        existing = list_checkpoints(output_dir)
+        for old in existing[: max(0, len(existing) - args.checkpoints_total_limit + 1)]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+    path = output_dir / f"checkpoint-{step}"
+    accelerator.save_state(str(path))
+    if accelerator.is_main_process:
+        (path / "step.json").write_text(json.dumps({"step": step}))
+    return path
+
+
+def checkpoint_step(path: Path) -> int:
+    return json.loads((path / "step.json").read_text())["step"]
+
+
+class StepSampler(Sampler[list[int]]):
+    """Batches of indices for steps ``start_step, start_step + 1, ...`` of one process.
+
+    Sample ``i`` of a step-indexed dataset is a pure function of ``(seed, i)``, so step ``s`` sees the same
+    images whether the run started at 0 or resumed at ``s``, on any number of workers.
+    """
+
+    def __init__(self, start_step: int, batch_size: int, process_index: int, num_processes: int, accumulation: int = 1):
+        self.start, self.batch, self.rank, self.world, self.accumulation = (
+            start_step * accumulation,
+            batch_size,
+            process_index,
+            num_processes,
+            accumulation,
+        )
+
+    def __iter__(self) -> Iterator[list[int]]:
+        micro = self.start
+        while True:
+            first = (micro * self.world + self.rank) * self.batch
+            yield list(range(first, first + self.batch))
+            micro += 1
+
+    def __len__(self) -> int:  # an endless stream; DataLoader only needs a number
+        return 2**62
+
+
+def step_loader(dataset: Dataset, args: argparse.Namespace, accelerator: Accelerator, start_step: int) -> DataLoader:
+    sampler = StepSampler(
+        start_step, args.train_batch_size, accelerator.process_index, accelerator.num_processes, args.gradient_accumulation_steps
+    )
+    return DataLoader(
+        dataset, batch_sampler=sampler, num_workers=args.dataloader_num_workers, persistent_workers=args.dataloader_num_workers > 0
+    )
+
+
+def step_generator(seed: int, step: int, process_index: int, device: torch.device) -> torch.Generator:
+    """A generator for on-device randomness (scene layout, noise) that depends only on the step and the process."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed((seed * 1_000_003 + step * 7919 + process_index) % (2**63 - 1))
+    return generator
+
+
+def lr_lambda(warmup_steps: int, halving_steps: int):
+    """Linear warm-up, then the paper's step decay: halve every ``halving_steps`` (0 = constant)."""
+
+    def factor(step: int) -> float:
+        warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+        decay = 0.5 ** (step // halving_steps) if halving_steps > 0 else 1.0
+        return warm * decay
+
+    return factor
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean per-image PSNR in dB of ``(B, C, H, W)`` tensors in [0, 1] (for logging; reports use skimage)."""
+    mse = ((a.float() - b.float()) ** 2).flatten(1).mean(1).clamp_min(1e-12)
+    return float((10 * torch.log10(1.0 / mse)).mean())
+
+
+def write_model_card(
+    path: Path,
+    *,
+    title: str,
+    description: str,
+    metrics: dict[str, float],
+    command: str,
+    tags: list[str],
+    base_model: str | None = None,
+) -> None:
+    """README.md in the Hub format (YAML card data + Markdown) for a trained pipeline folder."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    card_data = ModelCardData(
+        library_name="defocusgan_hf",
+        license="apache-2.0",
+        pipeline_tag="image-to-image",
+        tags=["defocus-deblurring", "dual-pixel", "image-restoration", *tags],
+        base_model=base_model,
+    )
+    lines = "\n".join(f"| {k} | {v:.4g} |" for k, v in metrics.items() if isinstance(v, int | float) and math.isfinite(v))
+    content = (
+        f"---\n{card_data.to_yaml()}\n---\n\n# {title}\n\n{description}\n\n"
+        f"## Validation metrics\n\n| metric | value |\n|---|---|\n{lines}\n\n"
+        f"## Reproduce\n\n```bash\n{command}\n```\n"
+    )
+    ModelCard(content).save(path / "README.md")
