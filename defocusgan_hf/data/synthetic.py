@@ -291,7 +291,7 @@ class SyntheticDualPixelDataset(SharpImageDataset):
 
     Args:
         noise: ``False`` turns off noise, JPEG and DP vignetting (gamma and exposure variation stay).
-        max_coc: shortcut for ``config.max_coc``.
+        max_coc: overrides ``config.max_coc`` when given (default 25 px).
         config: the data distribution (default :class:`DualPixelConfig`).
     """
 
@@ -301,14 +301,16 @@ class SyntheticDualPixelDataset(SharpImageDataset):
         resolution: int = 256,
         length: int = 10_000,
         seed: int = 0,
-        max_coc: float = 25.0,
+        max_coc: float | None = None,
         noise: bool = True,
         config: DualPixelConfig | None = None,
         num_contents: int = 3,
         color_jitter: float = 0.1,
     ):
         super().__init__(sources, resolution, length, seed, color_jitter)
-        config = (config or DualPixelConfig()).replace(max_coc=max_coc)
+        config = config or DualPixelConfig()
+        if max_coc is not None:
+            config = config.replace(max_coc=max_coc)
         if not noise:
             config = config.replace(noise_prob=0.0, jpeg_prob=0.0, vignetting_range=(0.0, 0.0))
         if num_contents < 1:
