@@ -76,7 +76,10 @@ def render_layers(
             idx = torch.tensor(members, device=layers.device)
             weight = (1 - (pos[idx] - index).abs()).clamp_min(0) * a[idx]  # (n, 1, H, W)
             inputs = torch.cat([layers[idx, layer] * weight, weight], dim=1)
-            accumulated.index_add_(0, idx, _blur_views(inputs, index, bank))
+            if len(members) == B:
+                accumulated += _blur_views(inputs, index, bank)
+            else:
+                accumulated.index_add_(0, idx, _blur_views(inputs, index, bank))
         premultiplied, coverage = accumulated[:, :, :C], accumulated[:, :, C:]
         keep = present.view(B, 1, 1, 1, 1)
         if layer == 0:

@@ -141,17 +141,19 @@ class DualPixelRenderer:
         )
 
     def _layer_contents(
-        self, sharp: torch.Tensor, pool: torch.Tensor | None, num_layers: int, generator: torch.Generator
+        self, sharp: torch.Tensor, pool: torch.Tensor | None, num_layers: int, used: int, generator: torch.Generator
     ) -> torch.Tensor:
-        """``(B, L, 3, H, W)``: layer 0 is each scene's own image, the others come from the pool, flipped/rotated."""
+        """``(B, used, 3, H, W)``: layer 0 is each scene's own image, the others come from the pool, flipped/rotated.
+
+        Random draws are made for all ``num_layers`` layers, so the stream does not depend on ``used``."""
         B, _, H, W = sharp.shape
         if not self.config.mix_layer_content:
-            return sharp[:, None].expand(B, num_layers, 3, H, W)
+            return sharp[:, None].expand(B, used, 3, H, W)
         candidates = sharp if pool is None else pool.flatten(0, 1)
         per_scene = B if pool is None else pool.shape[1]
         draws = _rand(generator, B, num_layers, 4).tolist()
         layers = [sharp]
-        for layer in range(1, num_layers):
+        for layer in range(1, used):
             images = []
             for b in range(B):
                 choice, flip_x, flip_y, transpose = draws[b][layer]
@@ -181,13 +183,16 @@ class DualPixelRenderer:
         sharp = sharp.to(dtype)
         pool = pool.to(device, dtype) if pool is not None else None
         scene = self.sample_scene(B, H, W, g, device)
-        contents = self._layer_contents(sharp, pool, scene.alpha.shape[1], g)
+        # Layers no scene of the batch uses (alpha 0 everywhere) are dropped: the result is the same, only cheaper.
+        used = int(scene.num_layers.max())
+        alpha, layer_coc = scene.alpha[:, :used], scene.coc[:, :used]
+        contents = self._layer_contents(sharp, pool, scene.alpha.shape[1], used, g)
 
         gamma = uniform(g, *c.gamma_range, B, device).view(B, 1, 1, 1)
         exposure = log_uniform(g, *c.exposure_range, B, device).view(B, 1, 1, 1)
         linear = contents.clamp(0, 1) ** gamma[:, None]
-        left, right = render_layers(linear, scene.alpha, scene.coc, self.bank)
-        target = composite_sharp(linear, scene.alpha)
+        left, right = render_layers(linear, alpha, layer_coc, self.bank)
+        target = composite_sharp(linear, alpha)
 
         # Sensor: exposure, DP vignetting, noise on each view; the combined image is the photodiodes' mean.
         vignetting = uniform(g, *c.vignetting_range, B, device)
