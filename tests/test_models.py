@@ -154,3 +154,18 @@ def test_unknown_config_key_is_reported(tmp_path, caplog):
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="num_brnaches"):
         DefocusDeblurNet.from_pretrained(tmp_path)
+
+
+def test_defocus_net_learns_from_the_reblur_loss_at_initialisation():
+    """The reblur loss sees |map|; a net that started at exactly 0 would get no gradient at all."""
+    from defocusgan_hf.losses import reblur_loss
+    from defocusgan_hf.models import LearnableBlurKernel
+
+    model = DualPixelDefocusNet(**TINY_DEFOCUS, max_coc=6.0)
+    sharp = torch.rand(1, 3, 32, 32)
+    blurred = torch.nn.functional.avg_pool2d(sharp, 5, stride=1, padding=2, count_include_pad=False)
+    coc = model(blurred, blurred).defocus_map
+    loss = reblur_loss(sharp, blurred, coc, LearnableBlurKernel(max_radius=6)())
+    loss.backward()
+    assert model.tail.weight.grad.abs().sum() > 0
+    assert model.head.weight.grad.abs().sum() > 0

@@ -20,7 +20,6 @@ Loss: L1 + α·perceptual (VGG19 conv3_3, weights from --vgg_weights) + β·adve
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -31,7 +30,7 @@ import torch
 from accelerate.logging import get_logger
 from tqdm.auto import tqdm
 
-from defocusgan_hf.data import DualPixelConfig, DualPixelRenderer, SharpImageDataset
+from defocusgan_hf.data import DualPixelConfig, DualPixelRenderer
 from defocusgan_hf.losses import GeneratorLoss, PerceptualLoss, critic_loss, defocus_weights
 from defocusgan_hf.models import DefocusDeblurNet, DualPixelDefocusNet, PatchDiscriminator, guidance_weight_at
 from defocusgan_hf.models.vgg import VGG19Features
@@ -69,6 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--ema_decay", type=float, default=0.999)
     add("--max_aperture", type=float, default=None, help="Cap the synthetic scenes' CoC scale (px); default: the engine's.")
     add("--clean_data", action="store_true", help="Synthetic data without noise, JPEG, vignetting, gamma/exposure change.")
+    add("--bundle_defocus_model", default=None, help="Stage-1 folder to include in the final pipeline (not used for guidance).")
     args = parser.parse_args(argv)
     if args.lambda_perceptual > 0 and args.vgg_weights is None:
         parser.error(
@@ -78,17 +78,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def load_model_config(value: str | None) -> dict:
-    if value is None:
-        return {}
-    path = Path(value)
-    return json.loads(path.read_text() if path.is_file() else value)
-
-
 def build_generator(args) -> DefocusDeblurNet:
     if args.init_from:
         return DefocusDeblurNet.from_pretrained(args.init_from, subfolder="deblur_net")
-    config = load_model_config(args.model_config)
+    config = tu.load_model_config(args.model_config)
     if args.no_rcab:
         config["block_type"] = "conv"
     if args.single_scale:
@@ -114,16 +107,11 @@ class Batches:
 
     def __init__(self, args, accelerator, start_step: int, defocus_net: DualPixelDefocusNet | None):
         self.args, self.accelerator, self.defocus_net = args, accelerator, defocus_net
-        if args.dataset == "dpdd":
-            from defocusgan_hf.data import DPDDDataset
-
-            if defocus_net is None:
-                raise SystemExit("--dataset dpdd has no true CoC maps: pass --defocus_model (a stage-1 checkpoint).")
-            dataset = DPDDDataset(args.dpdd_root, split="train", crop_size=args.resolution, seed=args.seed)
-            self.renderer = None
-        else:
-            sources = ["skimage", "dead_leaves", "text"] + ([args.image_dir] if args.image_dir else [])
-            dataset = SharpImageDataset(sources, resolution=args.resolution, length=2**40, seed=args.seed)
+        if args.dataset == "dpdd" and defocus_net is None:
+            raise SystemExit("--dataset dpdd has no true CoC maps: pass --defocus_model (a stage-1 checkpoint).")
+        dataset = tu.training_dataset(args)
+        self.renderer = None
+        if args.dataset == "synthetic":
             config = DualPixelConfig()
             if args.clean_data:
                 config = config.clean()
@@ -279,7 +267,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         progress.set_postfix(loss=f"{logs['loss/total']:.4f}", w=f"{weight:.2f}")
         if step % args.logging_steps == 0 or step == args.max_train_steps:
             logs["steps_per_second"] = (step - start_step) / max(time.time() - started, 1e-9)
-            accelerator.log(logs, step=step)
+            tu.log_jsonl(accelerator, args, logs, step)
             logger.info(f"step {step}: " + ", ".join(f"{k}={v:.5g}" for k, v in logs.items()))
         if step % args.checkpointing_steps == 0 or step == args.max_train_steps:
             tu.save_checkpoint(accelerator, args, step)
@@ -291,7 +279,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
             history = log_validation(generator_net, args, accelerator, step, validation)
             if ema is not None:
                 ema.restore(accelerator.unwrap_model(generator_net).parameters())
-            accelerator.log(history, step=step)
+            tu.log_jsonl(accelerator, args, history, step)
         history["last_loss"] = logs["loss/total"]
     progress.close()
     if accelerator.is_main_process and validation and not history.get("val/psnr"):
@@ -304,6 +292,8 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         final = accelerator.unwrap_model(generator_net)
         if ema is not None:
             ema.copy_to(final.parameters())
+        if defocus_net is None and args.bundle_defocus_model:
+            defocus_net = load_defocus_net(args.bundle_defocus_model)
         pipe = DefocusDeblurPipeline(deblur_net=final.eval(), defocus_net=defocus_net)
         pipeline_dir = Path(args.output_dir) / "pipeline"
         pipe.save_pretrained(pipeline_dir)

@@ -62,6 +62,9 @@ def make_accelerator(args: argparse.Namespace) -> Accelerator:
         torch.set_num_threads(args.num_threads)
     output_dir = Path(args.output_dir)
     accelerator = Accelerator(
+        # Without a GPU, processes started by `accelerate launch --multi_gpu` (or torchrun) must be told to use the
+        # CPU, or each would train alone instead of joining one gloo process group.
+        cpu=not torch.cuda.is_available(),
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
         log_with=args.report_to,
@@ -172,6 +175,41 @@ class StepSampler(Sampler[list[int]]):
         return 2**62
 
 
+class Cycle(Dataset):
+    """A finite dataset seen as an endless, step-indexed one: sample ``i`` is ``dataset[i % len(dataset)]``."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, index: int):
+        return self.dataset[index % len(self.dataset)]
+
+
+def load_model_config(value: str | None) -> dict:
+    """Config overrides from a JSON file path or a JSON string (``None``: none)."""
+    if value is None:
+        return {}
+    path = Path(value)
+    return json.loads(path.read_text() if path.is_file() else value)
+
+
+def training_dataset(args: argparse.Namespace) -> Dataset:
+    """Sharp crops for the synthetic engine (rendered later on the device), or DPDD training crops."""
+    if args.dataset == "dpdd":
+        from defocusgan_hf.data import DPDDDataset
+
+        if not args.dpdd_root:
+            raise SystemExit("--dataset dpdd needs --dpdd_root (the dd_dp_dataset_canon folder).")
+        return Cycle(DPDDDataset(args.dpdd_root, split="train", crop_size=args.resolution, seed=args.seed))
+    from defocusgan_hf.data import SharpImageDataset
+
+    sources = ["skimage", "dead_leaves", "text"] + ([args.image_dir] if args.image_dir else [])
+    return SharpImageDataset(sources, resolution=args.resolution, length=2**40, seed=args.seed)
+
+
 def step_loader(dataset: Dataset, args: argparse.Namespace, accelerator: Accelerator, start_step: int) -> DataLoader:
     sampler = StepSampler(
         start_step, args.train_batch_size, accelerator.process_index, accelerator.num_processes, args.gradient_accumulation_steps
@@ -197,6 +235,14 @@ def lr_lambda(warmup_steps: int, halving_steps: int):
         return warm * decay
 
     return factor
+
+
+def log_jsonl(accelerator: Accelerator, args: argparse.Namespace, logs: dict, step: int) -> None:
+    """Trackers get the logs; the main process also appends them to ``<output_dir>/train_log.jsonl``."""
+    accelerator.log(logs, step=step)
+    if accelerator.is_main_process:
+        with open(Path(args.output_dir) / "train_log.jsonl", "a") as handle:
+            handle.write(json.dumps({"step": step, **logs}) + "\n")
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -22,7 +22,11 @@ import math
 
 import torch
 import torch.nn.functional as F
+from diffusers.configuration_utils import register_to_config
 from torch import nn
+
+# diffusers' pipeline loader looks `ModelMixin` up in the module that defines a component: keep it importable here.
+from .modeling_utils import ModelMixin, StrictConfigModel  # noqa: F401
 
 DEFAULT_MAX_RADIUS = 25
 BUTTERWORTH_ORDER = 3
@@ -118,7 +122,7 @@ def kernel_bank(
     return torch.stack([KERNEL_FAMILIES[family](float(r), size) for r in range(max_radius + 1)])
 
 
-class LearnableBlurKernel(nn.Module):
+class LearnableBlurKernel(StrictConfigModel):
     """The learnable blur kernel B of Eq. 4, for both sides of the focal plane.
 
     ``forward()`` returns ``(num_sides, max_radius + 1, K, K)`` kernels, each non-negative and summing to 1,
@@ -135,8 +139,11 @@ class LearnableBlurKernel(nn.Module):
         init: ``"butterworth"`` (Eq. 3) or ``"gaussian"`` (Table 5's baseline).
         learnable: ``False`` freezes the kernels at their initial values (Table 5's fixed-kernel rows).
         num_sides: 2 for a signed map (separate kernels in front of / behind focus), 1 for an unsigned one.
+
+    A Hub model like the networks: ``save_pretrained`` / ``from_pretrained`` store the learned kernel as data.
     """
 
+    @register_to_config
     def __init__(
         self,
         max_radius: int = DEFAULT_MAX_RADIUS,

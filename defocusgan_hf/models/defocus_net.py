@@ -61,8 +61,9 @@ class DualPixelDefocusNet(StrictConfigModel):
         self.head = conv3x3(2 * view_channels, level_channels[0])
         self.block = MultiBranchBlock(level_channels, branch_depths)
         self.tail = conv3x3(level_channels[0], 1)
-        nn.init.zeros_(self.tail.weight)  # starts from an all-in-focus map
-        nn.init.zeros_(self.tail.bias)
+        # Start near an all-in-focus map, but not exactly at 0: the reblur loss sees |map|, whose gradient is 0 there.
+        nn.init.normal_(self.tail.weight, std=1e-3)
+        nn.init.constant_(self.tail.bias, 0.5)
 
     def forward(
         self, left: torch.Tensor, right: torch.Tensor, return_dict: bool = True

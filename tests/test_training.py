@@ -1,0 +1,137 @@
+"""The training scripts run end to end on tiny configurations: a few steps, checkpoints, exact resume, two processes."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_GENERATOR = '{"level_channels": [4, 4, 8, 8, 8], "branch_depths": [0, 1, 1, 1]}'
+TINY_DEFOCUS = '{"level_channels": [4, 8, 8], "branch_depths": [1, 1]}'
+COMMON = ["--resolution", "32", "--train_batch_size", "2", "--logging_steps", "1", "--num_threads", "1", "--seed", "3"]
+
+
+@pytest.fixture(scope="module")
+def valset(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("val") / "synthetic_val"
+    from defocusgan_hf.data.validation_set import main as write_valset
+
+    write_valset(["--output_dir", str(folder), "--num_samples", "2", "--resolution", "32", "--max_coc", "6"])
+    return folder
+
+
+def launch(script, args, processes=1, timeout=300):
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    if processes == 1:
+        command = [sys.executable, str(ROOT / "train" / script), *args]
+    else:
+        command = [
+            sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "train" / script), *args,
+        ]  # fmt: skip
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+def read_log(output_dir):
+    rows = [json.loads(line) for line in (Path(output_dir) / "train_log.jsonl").read_text().splitlines()]
+    return {row["step"]: row for row in rows if "loss/total" in row}
+
+
+def test_defocusgan_resume_continues_with_the_same_losses(tmp_path, valset):
+    out = tmp_path / "gan"
+    args = [
+        "--output_dir", str(out), "--model_config", TINY_GENERATOR, "--max_train_steps", "4", "--checkpointing_steps", "2",
+        "--validation_dir", str(valset), "--validation_steps", "4", "--lambda_perceptual", "0", "--lambda_adv", "0.002",
+        "--critic_steps", "2", "--use_ema", "--guidance_anneal_steps", "4", "--lambda_fft", "0.1", *COMMON,
+    ]  # fmt: skip
+    launch("train_defocusgan.py", args)
+    first = read_log(out)
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    assert (out / "checkpoint-2" / "deblur_net" / "diffusion_pytorch_model.safetensors").is_file()
+    assert (out / "pipeline" / "model_index.json").is_file() and (out / "pipeline" / "README.md").is_file()
+    assert list((out / "validation").glob("step-*.png"))
+
+    (out / "train_log.jsonl").unlink()
+    launch("train_defocusgan.py", [*args, "--resume_from_checkpoint", str(out / "checkpoint-2")])
+    resumed = read_log(out)
+    assert sorted(resumed) == [3, 4]
+    for step in (3, 4):
+        assert resumed[step]["loss/total"] == pytest.approx(first[step]["loss/total"], rel=1e-5, abs=1e-7)
+        assert resumed[step]["critic/wasserstein"] == pytest.approx(first[step]["critic/wasserstein"], rel=1e-4, abs=1e-6)
+
+
+def test_defocusgan_refuses_to_start_over_existing_checkpoints(tmp_path):
+    (tmp_path / "checkpoint-5").mkdir()
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train" / "train_defocusgan.py"), "--output_dir", str(tmp_path),
+         "--lambda_perceptual", "0", "--validation_dir", ""],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0 and "--resume_from_checkpoint latest" in result.stderr
+
+
+def test_perceptual_loss_without_vgg_weights_stops_with_a_clear_message(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train" / "train_defocusgan.py"), "--output_dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "--vgg_weights" in result.stderr and "--lambda_perceptual 0" in result.stderr
+
+
+def test_defocusgan_two_processes_with_accumulation(tmp_path):
+    out = tmp_path / "ddp"
+    launch(
+        "train_defocusgan.py",
+        ["--output_dir", str(out), "--model_config", TINY_GENERATOR, "--max_train_steps", "2", "--checkpointing_steps", "2",
+         "--validation_dir", "", "--lambda_perceptual", "0", "--lambda_adv", "0.002", "--critic_steps", "2",
+         "--gradient_accumulation_steps", "2", *COMMON],
+        processes=2,
+    )  # fmt: skip
+    assert (out / "checkpoint-2" / "critic" / "config.json").is_file()
+    from defocusgan_hf.pipelines import DefocusDeblurPipeline
+
+    pipe = DefocusDeblurPipeline.from_pretrained(out / "pipeline")
+    assert pipe.defocus_net is None
+    assert sorted(read_log(out)) == [1, 2]
+
+
+def test_defocus_map_schedule_resume_and_outputs(tmp_path, valset):
+    out = tmp_path / "map"
+    args = [
+        "--output_dir", str(out), "--model_config", TINY_DEFOCUS, "--max_coc", "6", "--max_train_steps", "4",
+        "--checkpointing_steps", "2", "--net_only_steps", "1", "--alternate_steps", "1", "--alternate_until_steps", "3",
+        "--smoothness_start_step", "1", "--validation_dir", str(valset), "--validation_steps", "2", "--learning_rate", "1e-2", *COMMON,
+    ]  # fmt: skip
+    launch("train_defocus_map.py", args)
+    first = read_log(out)
+    assert [first[s]["phase_kernel"] for s in (1, 2, 3, 4)] == [0.0, 1.0, 0.0, 0.0]
+    assert (out / "validation" / "kernels-step-0000002.png").is_file()
+    assert (out / "validation" / "kernels-step-0000004.safetensors").is_file()
+    from defocusgan_hf.models import DualPixelDefocusNet, LearnableBlurKernel
+
+    net = DualPixelDefocusNet.from_pretrained(out / "defocus_net")
+    kernel = LearnableBlurKernel.from_pretrained(out / "blur_kernel")
+    assert net.config.max_coc == 6 and kernel().shape[:2] == (2, 7)
+    assert not torch.equal(kernel(), LearnableBlurKernel(max_radius=6)())  # the kernel block changed the kernel
+
+    (out / "train_log.jsonl").unlink()
+    launch("train_defocus_map.py", [*args, "--resume_from_checkpoint", "latest", "--max_train_steps", "5"])
+    assert sorted(read_log(out)) == [5]
+
+
+def test_defocus_map_two_processes(tmp_path):
+    out = tmp_path / "map-ddp"
+    launch(
+        "train_defocus_map.py",
+        ["--output_dir", str(out), "--model_config", TINY_DEFOCUS, "--max_coc", "6", "--max_train_steps", "2",
+         "--checkpointing_steps", "2", "--net_only_steps", "1", "--alternate_steps", "1", "--validation_dir", "", *COMMON],
+        processes=2,
+    )  # fmt: skip
+    assert (out / "checkpoint-2" / "blur_kernel" / "config.json").is_file()

@@ -1,0 +1,229 @@
+#!/usr/bin/env python
+"""Stage 1: learn a defocus map from dual-pixel views without ground truth (paper, Eq. 1-5), with Accelerate.
+
+    accelerate launch train/train_defocus_map.py --output_dir runs/defocus-map --resolution 512 --train_batch_size 4
+
+f(left, right) predicts a signed CoC map; the learnable blur kernel reblurs the all-in-focus image layer by layer
+with it (Eq. 4) and the loss is L1(reblurred, blurred) + λ·|∇map| (Eq. 2, 5). The map is never compared with a
+true map during training; on synthetic data the true map only serves validation (MAE of |CoC| in pixels, since the
+combined-image loss cannot tell the two sides of focus apart).
+
+Schedule (paper: "network first with the kernel fixed for 10 epochs, then alternate every 5 epochs until 30"):
+steps [0, --net_only_steps) train the net; then blocks of --alternate_steps alternate kernel, net, kernel, ... until
+--alternate_until_steps; the net trains alone after that. In a kernel block the net runs without gradients, in a net
+block the kernel does, so each block updates exactly one of them. --kernel picks Table 5's variant: learnable
+(Butterworth init), or fixed butterworth / gaussian (no kernel blocks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate.logging import get_logger
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+from defocusgan_hf.data import DualPixelConfig, DualPixelRenderer
+from defocusgan_hf.losses import defocus_map_loss
+from defocusgan_hf.models import DualPixelDefocusNet, LearnableBlurKernel
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import training_utils as tu  # noqa: E402
+
+logger = get_logger(__name__)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    tu.add_common_args(parser, default_output_dir="runs/defocus-map", default_lr=2e-5)
+    add = parser.add_argument
+    add("--model_config", default=None, help="JSON file or string of DualPixelDefocusNet config overrides.")
+    add("--kernel", default="learnable", choices=["learnable", "butterworth", "gaussian"], help="Table 5's kernel variant.")
+    add("--kernel_mode", default="shared", choices=["shared", "bank"], help="One shared learnable shape, or a per-radius bank.")
+    add("--kernel_learning_rate", type=float, default=None, help="Kernel lr (default: --learning_rate).")
+    add("--net_only_steps", type=int, default=10_000, help="Steps of net-only training first (paper: 10 epochs).")
+    add("--alternate_steps", type=int, default=5_000, help="Length of each kernel / net block (paper: 5 epochs).")
+    add("--alternate_until_steps", type=int, default=30_000, help="Alternation ends here (paper: 30 epochs).")
+    add("--lambda_reblur", type=float, default=1.0, help="Weight of the L1 reblur loss (released code: 1000).")
+    add("--lambda_smooth", type=float, default=1e-5, help="λ of the gradient prior (paper: 1e-5).")
+    add("--smoothness_start_step", type=int, default=3000, help="The prior is off before this step (released code: 3000).")
+    add("--max_coc", type=float, default=25.0, help="Largest CoC radius in pixels (paper: 25).")
+    add("--clean_data", action="store_true", help="Synthetic data without noise, JPEG, vignetting, gamma/exposure change.")
+    return parser.parse_args(argv)
+
+
+def phase_at(step: int, args) -> str:
+    """'net' or 'kernel': which of the two this step trains."""
+    if args.kernel != "learnable" or step < args.net_only_steps or step >= args.alternate_until_steps:
+        return "net"
+    block = (step - args.net_only_steps) // max(args.alternate_steps, 1)
+    return "kernel" if block % 2 == 0 else "net"
+
+
+def kernel_figure(kernels: torch.Tensor, path: Path, radii=(1, 3, 6, 10, 15, 25)) -> None:
+    """A picture of the learned kernels: rows = sides of focus, columns = radii (each normalised to its max)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    radii = [r for r in radii if r < kernels.shape[1]]
+    fig, axes = plt.subplots(kernels.shape[0], len(radii), figsize=(1.8 * len(radii), 2 * kernels.shape[0]), squeeze=False)
+    for side in range(kernels.shape[0]):
+        for col, r in enumerate(radii):
+            ax = axes[side][col]
+            ax.imshow(kernels[side, r].cpu().numpy(), cmap="magma")
+            ax.set_title(f"{'behind' if side == 0 else 'in front'}, r={r}px", fontsize=7)
+            ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+@torch.no_grad()
+def log_validation(net, kernel, args, accelerator, step: int, validation: list[dict]) -> dict[str, float]:
+    """Reblur L1, and |CoC| MAE (px) against the true map; saves the kernels as a picture and as data."""
+    model, blur = accelerator.unwrap_model(net), accelerator.unwrap_model(kernel)
+    was_training = model.training
+    model.eval()
+    kernels = blur()
+    reblur_l1, coc_mae, mean_map_mae = [], [], []
+    mean_abs = float(np.mean([s["coc"].abs().mean() for s in validation]))
+    for sample in validation:
+        batch = {k: v[None].to(accelerator.device) for k, v in sample.items() if isinstance(v, torch.Tensor)}
+        pred = model(batch["left"], batch["right"]).defocus_map
+        _, parts = defocus_map_loss(batch["sharp"], batch["blurred"], pred, kernels, smoothness_weight=0.0)
+        reblur_l1.append(float(parts["reblur"]))
+        coc_mae.append(float((pred.abs() - batch["coc"].abs()).abs().mean()))
+        mean_map_mae.append(float((batch["coc"].abs() - mean_abs).abs().mean()))
+    model.train(was_training)
+    folder = Path(args.output_dir) / "validation"
+    folder.mkdir(parents=True, exist_ok=True)
+    kernel_figure(kernels, folder / f"kernels-step-{step:07d}.png")
+    save_file({"kernels": kernels.float().cpu().contiguous()}, str(folder / f"kernels-step-{step:07d}.safetensors"))
+    metrics = {
+        "val/reblur_l1": float(np.mean(reblur_l1)),
+        "val/coc_abs_mae_px": float(np.mean(coc_mae)),
+        "val/mean_map_abs_mae_px": float(np.mean(mean_map_mae)),
+    }
+    logger.info(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    return metrics
+
+
+def main(args: argparse.Namespace) -> dict[str, float]:
+    tu.check_output_dir(args)
+    accelerator = tu.make_accelerator(args)
+    resume = tu.resolve_resume(args)
+
+    if args.init_from:
+        folder = Path(args.init_from)
+        sub = {"subfolder": "defocus_net"} if (folder / "defocus_net").is_dir() else {}
+        net = DualPixelDefocusNet.from_pretrained(args.init_from, **sub)
+    else:
+        net = DualPixelDefocusNet(max_coc=args.max_coc, **tu.load_model_config(args.model_config))
+    net.train()
+    init = "gaussian" if args.kernel == "gaussian" else "butterworth"
+    kernel = LearnableBlurKernel(
+        max_radius=int(round(args.max_coc)), mode=args.kernel_mode, init=init, learnable=args.kernel == "learnable"
+    )
+    optimizer_net = torch.optim.Adam(net.parameters(), lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2))
+    kernel_params = [p for p in kernel.parameters() if p.requires_grad]
+    optimizer_kernel = torch.optim.Adam(
+        kernel_params or [torch.nn.Parameter(torch.zeros(1))], lr=args.kernel_learning_rate or args.learning_rate
+    )
+    net, kernel, optimizer_net, optimizer_kernel = accelerator.prepare(net, kernel, optimizer_net, optimizer_kernel)
+    tu.register_hub_folder_hooks(accelerator, ["defocus_net", "blur_kernel"])
+    schedule = tu.lr_lambda(args.lr_warmup_steps, 0)
+
+    start_step = 0
+    if resume is not None:
+        accelerator.load_state(str(resume))
+        start_step = tu.checkpoint_step(resume)
+    if accelerator.is_main_process:
+        accelerator.init_trackers("defocus_map", config={k: v for k, v in vars(args).items() if isinstance(v, int | float | str | bool)})
+
+    config = DualPixelConfig(max_coc=args.max_coc)
+    renderer = DualPixelRenderer(config.clean() if args.clean_data else config)
+    iterator = iter(tu.step_loader(tu.training_dataset(args), args, accelerator, start_step))
+    validation = []
+    if args.validation_dir:
+        from defocusgan_hf.data import ValidationSet
+
+        validation_set = ValidationSet(args.validation_dir)
+        validation = [validation_set[i] for i in range(min(args.num_validation_samples, len(validation_set)))]
+
+    progress = tqdm(range(start_step, args.max_train_steps), initial=start_step, total=args.max_train_steps,
+                    disable=not accelerator.is_local_main_process, desc="steps")
+    history: dict[str, float] = {}
+    step, started = start_step, time.time()
+    while step < args.max_train_steps:
+        phase = phase_at(step, args)
+        tu.set_learning_rate(optimizer_net, args.learning_rate * schedule(step))
+        smooth = args.lambda_smooth if step >= args.smoothness_start_step else 0.0
+        for _ in range(args.gradient_accumulation_steps):
+            batch = {k: v.to(accelerator.device) for k, v in next(iterator).items() if isinstance(v, torch.Tensor)}
+            if args.dataset == "synthetic":
+                generator = tu.step_generator(args.seed, step, accelerator.process_index, accelerator.device)
+                with torch.no_grad():
+                    batch = renderer(batch["sharp"], generator)
+            with accelerator.accumulate(net, kernel):
+                with torch.set_grad_enabled(phase == "net"):
+                    coc = net(batch["left"], batch["right"]).defocus_map
+                with torch.set_grad_enabled(phase == "kernel"):
+                    kernels = kernel()
+                loss, parts = defocus_map_loss(
+                    batch["sharp"], batch["blurred"], coc, kernels, smoothness_weight=smooth, reblur_weight=args.lambda_reblur
+                )
+                accelerator.backward(loss)
+                optimizer = optimizer_net if phase == "net" else optimizer_kernel
+                if accelerator.sync_gradients and args.max_grad_norm > 0 and phase == "net":
+                    accelerator.clip_grad_norm_(net.parameters(), args.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+        step += 1
+        progress.update(1)
+        progress.set_postfix(loss=f"{float(loss):.4f}", phase=phase)
+        logs = {"loss/total": float(loss), **{f"loss/{k}": float(v) for k, v in parts.items()}, "phase_kernel": float(phase == "kernel")}
+        if step % args.logging_steps == 0 or step == args.max_train_steps:
+            logs["steps_per_second"] = (step - start_step) / max(time.time() - started, 1e-9)
+            tu.log_jsonl(accelerator, args, logs, step)
+            logger.info(f"step {step} ({phase}): " + ", ".join(f"{k}={v:.5g}" for k, v in logs.items()))
+        if step % args.checkpointing_steps == 0 or step == args.max_train_steps:
+            tu.save_checkpoint(accelerator, args, step)
+        if accelerator.is_main_process and validation and (step % args.validation_steps == 0 or step == args.max_train_steps):
+            history = log_validation(net, kernel, args, accelerator, step, validation)
+            tu.log_jsonl(accelerator, args, history, step)
+    progress.close()
+    if accelerator.is_main_process and validation and not history:
+        history = log_validation(net, kernel, args, accelerator, step, validation)
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        out = Path(args.output_dir)
+        accelerator.unwrap_model(net).save_pretrained(out / "defocus_net")
+        accelerator.unwrap_model(kernel).save_pretrained(out / "blur_kernel")
+        tu.write_model_card(
+            out / "defocus_net",
+            title="Dual-pixel defocus-map net (defocusgan_hf, stage 1)",
+            description=f"Trained without ground-truth maps by `train/train_defocus_map.py` for {step} steps on "
+            f"{args.dataset} data with the {args.kernel} kernel ({args.resolution}² crops, batch {args.train_batch_size}). "
+            f"Metrics on the first {len(validation)} samples of `{args.validation_dir}`.",
+            metrics=history,
+            command="accelerate launch train/train_defocus_map.py " + " ".join(sys.argv[1:]),
+            tags=["defocus-map", "depth-estimation"],
+        )
+        if args.push_to_hub:
+            from huggingface_hub import upload_folder
+
+            upload_folder(repo_id=args.hub_model_id, folder_path=str(out / "defocus_net"), commit_message=f"step {step}")
+    accelerator.end_training()
+    return history
+
+
+if __name__ == "__main__":
+    main(parse_args())
