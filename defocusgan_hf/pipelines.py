@@ -13,6 +13,7 @@ from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
 from .image_io import check_dual_pixel_pair, to_output, to_tensor
+from .models.blur_kernel import LearnableBlurKernel
 from .models.deblur_net import DefocusDeblurNet
 from .models.defocus_net import DualPixelDefocusNet
 from .tiling import count_tiles, tiled_apply
@@ -42,18 +43,27 @@ class DefocusDeblurPipeline(DiffusionPipeline):
     Components:
         deblur_net: :class:`DefocusDeblurNet`, the generator; at inference it takes the image alone.
         defocus_net: optional :class:`DualPixelDefocusNet` that estimates a signed CoC map from DP views.
+        blur_kernel: optional :class:`LearnableBlurKernel` learned with ``defocus_net`` (stage 1): the PSFs that
+            reblur an all-in-focus image by the map (``reblur``), and that deconvolution baselines use.
     """
 
     model_cpu_offload_seq = "defocus_net->deblur_net"
-    _optional_components = ["defocus_net"]
+    _optional_components = ["defocus_net", "blur_kernel"]
 
-    def __init__(self, deblur_net: DefocusDeblurNet, defocus_net: DualPixelDefocusNet | None = None):
+    def __init__(
+        self,
+        deblur_net: DefocusDeblurNet,
+        defocus_net: DualPixelDefocusNet | None = None,
+        blur_kernel: LearnableBlurKernel | None = None,
+    ):
         super().__init__()
         if not isinstance(deblur_net, DefocusDeblurNet):
             raise TypeError(f"`deblur_net` must be a DefocusDeblurNet, got {type(deblur_net).__name__}.")
         if defocus_net is not None and not isinstance(defocus_net, DualPixelDefocusNet):
             raise TypeError(f"`defocus_net` must be a DualPixelDefocusNet or None, got {type(defocus_net).__name__}.")
-        self.register_modules(deblur_net=deblur_net, defocus_net=defocus_net)
+        if blur_kernel is not None and not isinstance(blur_kernel, LearnableBlurKernel):
+            raise TypeError(f"`blur_kernel` must be a LearnableBlurKernel or None, got {type(blur_kernel).__name__}.")
+        self.register_modules(deblur_net=deblur_net, defocus_net=defocus_net, blur_kernel=blur_kernel)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str, **kwargs: Any) -> DefocusDeblurPipeline:

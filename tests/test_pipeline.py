@@ -145,6 +145,19 @@ def test_save_load_round_trip(tmp_path, pipe, image):
     assert torch.equal(loaded(image, output_type="pt").images, pipe(image, output_type="pt").images)
 
 
+def test_learned_blur_kernel_travels_with_the_pipeline(tmp_path):
+    from defocusgan_hf.models import LearnableBlurKernel
+
+    pipe = tiny_pipeline()
+    kernel = LearnableBlurKernel(max_radius=4)
+    with torch.no_grad():
+        kernel.log_gain.normal_()
+    pipe = DefocusDeblurPipeline(deblur_net=pipe.deblur_net, defocus_net=pipe.defocus_net, blur_kernel=kernel)
+    pipe.save_pretrained(tmp_path)
+    loaded = DefocusDeblurPipeline.from_pretrained(tmp_path)
+    assert torch.equal(loaded.blur_kernel(), kernel())
+
+
 def test_pipeline_without_defocus_net_round_trips(tmp_path, image):
     pipe = tiny_pipeline(with_defocus_net=False)
     pipe.save_pretrained(tmp_path)

@@ -32,7 +32,13 @@ from tqdm.auto import tqdm
 
 from defocusgan_hf.data import DualPixelConfig, DualPixelRenderer
 from defocusgan_hf.losses import GeneratorLoss, PerceptualLoss, critic_loss, defocus_weights
-from defocusgan_hf.models import DefocusDeblurNet, DualPixelDefocusNet, PatchDiscriminator, guidance_weight_at
+from defocusgan_hf.models import (
+    DefocusDeblurNet,
+    DualPixelDefocusNet,
+    LearnableBlurKernel,
+    PatchDiscriminator,
+    guidance_weight_at,
+)
 from defocusgan_hf.models.vgg import VGG19Features
 from defocusgan_hf.pipelines import DefocusDeblurPipeline
 
@@ -94,6 +100,12 @@ def load_defocus_net(path: str) -> DualPixelDefocusNet:
     if (folder / "defocus_net").is_dir():
         return DualPixelDefocusNet.from_pretrained(folder, subfolder="defocus_net")
     return DualPixelDefocusNet.from_pretrained(path)
+
+
+def load_blur_kernel(path: str | None) -> LearnableBlurKernel | None:
+    """The stage-1 kernel saved beside its net (``<folder>/blur_kernel``), if there is one."""
+    folder = Path(path) / "blur_kernel" if path else None
+    return LearnableBlurKernel.from_pretrained(folder) if folder is not None and folder.is_dir() else None
 
 
 def fft_amplitude_loss(restored: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
@@ -292,9 +304,10 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         final = accelerator.unwrap_model(generator_net)
         if ema is not None:
             ema.copy_to(final.parameters())
-        if defocus_net is None and args.bundle_defocus_model:
-            defocus_net = load_defocus_net(args.bundle_defocus_model)
-        pipe = DefocusDeblurPipeline(deblur_net=final.eval(), defocus_net=defocus_net)
+        stage1 = args.defocus_model or args.bundle_defocus_model
+        if defocus_net is None and stage1:
+            defocus_net = load_defocus_net(stage1)
+        pipe = DefocusDeblurPipeline(deblur_net=final.eval(), defocus_net=defocus_net, blur_kernel=load_blur_kernel(stage1))
         pipeline_dir = Path(args.output_dir) / "pipeline"
         pipe.save_pretrained(pipeline_dir)
         tu.write_model_card(
