@@ -1,0 +1,507 @@
+"""Gradio app (the Hugging Face Space): single-image defocus deblurring and dual-pixel (DP) defocus-map estimation.
+
+``python app.py`` starts it locally (http://127.0.0.1:7860); a Space runs the same file. Named API endpoints, for
+``gradio_client``: ``/deblur`` and ``/defocus_map`` (see docs/APP.md).
+
+Model, loaded once at start-up: ``$DEFOCUSGAN_MODEL`` (a pipeline folder or Hub id), else
+``checkpoints/defocusgan-synthetic/`` when it exists, else the default configuration with untrained weights (the
+page then says so in a banner).
+
+Limits (checked on the file header, before anything is decoded): photos above ``MAX_PIXELS`` are refused; photos
+above ``DOWNSCALE_PIXELS`` are downscaled to it (area averaging) with a message saying so.
+
+Storage: Gradio keeps uploads and results in its cache folder (``$GRADIO_TEMP_DIR``, default ``/tmp/gradio``).
+Each request deletes the files it was given as soon as it ends (examples excepted); its results go to a fresh
+folder in that cache, served for download and deleted by Gradio ``delete_cache`` once older than ``CACHE_AGE_S``
+(and all at shutdown). Nothing is written anywhere else.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# Idle OpenMP threads sleep instead of spinning (set before torch starts its OpenMP runtime): with spinning, any
+# other process on a 2-vCPU machine makes a 2-thread forward pass up to 10x slower.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import cv2  # noqa: E402
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from gradio.utils import get_upload_folder  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from defocusgan_hf.image_io import (  # noqa: E402
+    DEFAULT_MAX_COC,
+    ImageLoadError,
+    LoadedImage,
+    check_dual_pixel_pair,
+    defocus_map_figure,
+    load_image,
+    save_defocus_map_npy,
+    save_defocus_map_png16,
+    save_image,
+)
+from defocusgan_hf.models import DefocusDeblurNet, DualPixelDefocusNet  # noqa: E402
+from defocusgan_hf.pipelines import DefocusDeblurPipeline  # noqa: E402
+from defocusgan_hf.tiling import count_tiles  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_CHECKPOINT = ROOT / "checkpoints" / "defocusgan-synthetic"
+EXAMPLES_DIR = ROOT / "examples"
+
+MAX_PIXELS = 40_000_000
+"""Refused above 40 MP (read from the header, nothing decoded): 40 MP as float32 RGB is already 0.5 GB."""
+DOWNSCALE_PIXELS = 12_000_000
+"""Downscaled to 12 MP above it: about a minute on 2 vCPUs, and enough for every phone's main camera."""
+TILE_SIZE, TILE_OVERLAP = 512, 64
+"""Tiled inference as the pipeline's defaults: bounded memory, ≈0.2 GB of activations per tile."""
+PREVIEW_MAX_SIDE = 2048
+"""The before/after slider shows previews of at most this many pixels per side; downloads are full resolution."""
+MAX_FILE_SIZE = "100mb"
+"""Uploads larger than this are rejected by Gradio before they reach the app."""
+CONCURRENCY_LIMIT, QUEUE_SIZE = 1, 16
+"""One request at a time uses every core (two requests would only halve each other's speed); 16 may wait."""
+CACHE_FREQUENCY_S, CACHE_AGE_S = 60, 600
+"""Every minute, Gradio deletes its cached files (results) that are older than 10 minutes."""
+UNTRAINED_BANNER = (
+    "⚠️ **Untrained weights — results are not meaningful.** No trained checkpoint was found "
+    "(`$DEFOCUSGAN_MODEL` or `checkpoints/defocusgan-synthetic/`), so the app runs the default configuration with "
+    "untrained weights: the deblurring net returns its input unchanged and the defocus map is all zero."
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Start-up: threads and model
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota.
+
+    Hand-rolled because ``os.cpu_count()`` (and torch's default thread count) report the host's cores inside a
+    container: a Space on "2 vCPU" hardware may see 16 and oversubscribe them, which is many times slower.
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
+
+
+def configure_threads(num_threads: int | None = None) -> int:
+    """Set torch's intra-op threads: ``num_threads``, else ``$DEFOCUSGAN_NUM_THREADS``, else one per usable CPU.
+
+    With one request at a time, one thread per core is fastest (benchmarks/bench_app.py measures 1 and 2 threads on
+    2 vCPUs). Returns the number set.
+    """
+    if num_threads is None:
+        num_threads = int(os.environ.get("DEFOCUSGAN_NUM_THREADS", 0)) or available_cpus()
+    if num_threads < 1:
+        raise ValueError(f"`num_threads` must be a positive number of threads, got {num_threads}.")
+    torch.set_num_threads(num_threads)
+    return num_threads
+
+
+def load_pipeline(model: str | os.PathLike | None = None) -> tuple[DefocusDeblurPipeline, str | None]:
+    """Load the pipeline once: ``model``, else ``$DEFOCUSGAN_MODEL``, else ``checkpoints/defocusgan-synthetic/``.
+
+    Returns ``(pipeline, source)``; ``source`` is None when no checkpoint exists and the default configuration
+    was built with untrained weights (seeded). A source that is given but cannot be loaded raises ``OSError``.
+    """
+    source = model or os.environ.get("DEFOCUSGAN_MODEL") or None
+    if source is None and (DEFAULT_CHECKPOINT / "model_index.json").is_file():
+        source = DEFAULT_CHECKPOINT
+    if source is not None:
+        return DefocusDeblurPipeline.from_pretrained(str(source)), str(source)
+    torch.manual_seed(0)
+    pipe = DefocusDeblurPipeline(deblur_net=DefocusDeblurNet().eval(), defocus_net=DualPixelDefocusNet().eval())
+    return pipe, None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Components
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def image_upload(label: str, elem_id: str) -> gr.Image:
+    """An image upload whose file reaches the handler untouched (its path in Gradio's cache).
+
+    ``gr.Image`` would open every upload with Pillow first: a non-image or a decompression bomb then fails with
+    Pillow's exception instead of a sentence, and 16-bit PNGs, ICC profiles and EXIF are lost before the app sees
+    them. :func:`defocusgan_hf.image_io.load_image` does the checks and the decoding instead. The component's own
+    ``preprocess`` is replaced on the instance (a subclass would make Gradio write an ``app.pyi`` stub next to
+    this file).
+    """
+    component = gr.Image(
+        type="filepath", image_mode=None, sources=["upload", "clipboard"], label=label, elem_id=elem_id
+    )
+    component.preprocess = _uploaded_path
+    return component
+
+
+def _uploaded_path(payload) -> str | None:
+    if payload is None:
+        return None
+    if payload.path is None:
+        raise gr.Error("The image did not arrive as a file; upload it again.")
+    return str(payload.path)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Handlers
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class DefocusApp:
+    """The two requests of the app, as plain methods (tested and benchmarked without a server).
+
+    Args:
+        pipe: the loaded :class:`DefocusDeblurPipeline`.
+        source: where its weights came from; None for untrained weights.
+        max_pixels: uploads above this many pixels are refused (checked on the header).
+        downscale_pixels: larger uploads are downscaled to this many pixels.
+    """
+
+    def __init__(
+        self,
+        pipe: DefocusDeblurPipeline,
+        source: str | None = None,
+        max_pixels: int = MAX_PIXELS,
+        downscale_pixels: int = DOWNSCALE_PIXELS,
+        tile_size: int = TILE_SIZE,
+        tile_overlap: int = TILE_OVERLAP,
+    ):
+        if not 0 < downscale_pixels <= max_pixels:
+            raise ValueError(f"need 0 < downscale_pixels <= max_pixels, got {downscale_pixels} and {max_pixels}.")
+        self.pipe, self.source = pipe, source
+        self.max_pixels, self.downscale_pixels = int(max_pixels), int(downscale_pixels)
+        self.tile_size, self.tile_overlap = tile_size, tile_overlap
+        self.pipe.set_progress_bar_config(desc="Processing tiles", leave=False)
+        self.upload_components: list[gr.components.Component] = []  # their example files are never deleted
+
+    # -- requests ------------------------------------------------------------------------------------------------
+
+    def deblur(self, image: str | None, progress=gr.Progress(track_tqdm=True)):
+        """Deblur one photo. Returns ``((input preview, result preview), full-resolution PNG, status)``."""
+        if not image:
+            raise gr.Error("Upload a photo (or pick an example) first.")
+        try:
+            progress(0, desc="Reading the photo")
+            loaded, notes = self._read(image, "the photo")
+            width, height = loaded.size
+            tiles = count_tiles(height, width, self.tile_size, self.tile_overlap)
+            start = time.perf_counter()
+            restored = self.pipe(loaded, self.tile_size, self.tile_overlap, output_type="np").images[0]
+            seconds = time.perf_counter() - start
+            progress(1, desc="Saving")
+            folder, stem = _request_folder(), _stem(image)
+            result = self._save(restored, folder / f"{stem}_deblurred.png", loaded)
+            slider = (
+                _preview(loaded.array, folder / f"{stem}_input_preview.png", loaded),
+                _preview(restored, folder / f"{stem}_deblurred_preview.png", loaded),
+            )
+        finally:
+            self._discard_uploads(image)
+        status = self._status(
+            f"Deblurred {width}×{height} px in {seconds:.1f} s ({_tiles_text(tiles, self.tile_size)}).", notes
+        )
+        return slider, str(result), status
+
+    def defocus_map(
+        self, left: str | None, right: str | None, signed: bool = False, progress=gr.Progress(track_tqdm=True)
+    ):
+        """Defocus map and all-in-focus image from DP views. Returns ``((combined view, all-in-focus) previews,
+        map preview, 16-bit map PNG, map .npy, all-in-focus PNG, status)``."""
+        if not left or not right:
+            raise gr.Error("Upload both dual-pixel views, left and right (or pick an example pair).")
+        try:
+            if self.pipe.defocus_net is None:
+                raise gr.Error("This model has no defocus-map network; load a pipeline saved with `defocus_net`.")
+            progress(0, desc="Reading the views")
+            left_image, notes = self._read(left, "the left view", downscale=False)
+            right_image, right_notes = self._read(right, "the right view", downscale=False)
+            notes += right_notes
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    check_dual_pixel_pair(left_image, right_image)
+                except ValueError as err:
+                    raise gr.Error(_sentence(str(err))) from err
+            for warning in caught:
+                notes.append(str(warning.message))
+                gr.Warning(_sentence(str(warning.message)))
+            (left_image, right_image), scale_note = self._downscale_pair(left_image, right_image)
+            notes += scale_note
+            width, height = left_image.size
+            tiles = count_tiles(height, width, self.tile_size, self.tile_overlap)
+            start = time.perf_counter()
+            out = self.pipe.estimate_defocus_map(
+                left_image, right_image, self.tile_size, self.tile_overlap, output_type="np"
+            )
+            seconds = time.perf_counter() - start
+            progress(1, desc="Saving")
+            coc, all_in_focus = out.defocus_maps[0, ..., 0], out.images[0]
+            max_coc = float(self.pipe.defocus_net.config.max_coc)
+            folder, stem = _request_folder(), _stem(left)
+            figure = folder / f"{stem}_defocus_map_preview.png"
+            defocus_map_figure(coc, max_coc=max_coc, signed=signed).save(figure)
+            png16 = save_defocus_map_png16(coc, folder / f"{stem}_defocus_map_16bit.png", max_coc=max_coc)
+            npy = save_defocus_map_npy(coc, folder / f"{stem}_defocus_map.npy")
+            result = self._save(all_in_focus, folder / f"{stem}_all_in_focus.png", left_image)
+            combined = (left_image.array + right_image.array) / 2
+            slider = (
+                _preview(combined, folder / f"{stem}_combined_preview.png", left_image),
+                _preview(all_in_focus, folder / f"{stem}_all_in_focus_preview.png", left_image),
+            )
+        finally:
+            self._discard_uploads(left, right)
+        status = self._status(
+            f"Estimated the defocus map of a {width}×{height} px pair in {seconds:.1f} s ({_tiles_text(2 * tiles, self.tile_size)}): "
+            f"|CoC| radius up to {np.abs(coc).max():.1f} px, mean {np.abs(coc).mean():.1f} px "
+            f"(near side {np.mean(coc <= -1):.0%}, far side {np.mean(coc >= 1):.0%} of pixels).",
+            notes,
+        )
+        return slider, str(figure), str(png16), str(npy), str(result), status
+
+    # -- helpers -------------------------------------------------------------------------------------------------
+
+    def _read(self, path: str, what: str, downscale: bool = True) -> tuple[LoadedImage, list[str]]:
+        """Load an upload with every check of :func:`load_image`; errors become messages in the page."""
+        data = Path(path).read_bytes() if Path(path).is_file() else None
+        if data is None:
+            raise gr.Error(
+                f"{_capital(what)} is no longer on the server (uploads are deleted after each request); upload it again."
+            )
+        named = io.BytesIO(data)
+        named.name = Path(path).name  # messages name the user's file, not the server's cache path
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # load_image records its warnings in `notes` too
+            try:
+                loaded = load_image(named, max_pixels=self.max_pixels)
+            except ImageLoadError as err:
+                raise gr.Error(f"Cannot use {what}: {err}.") from err
+        notes = list(loaded.notes)
+        if downscale:
+            (loaded,), scale_notes = self._downscale_pair(loaded)
+            notes += scale_notes
+        return loaded, notes
+
+    def _downscale_pair(self, *images: LoadedImage) -> tuple[tuple[LoadedImage, ...], list[str]]:
+        """Downscale images above ``downscale_pixels`` (all by the same factor), with a message shown at once."""
+        width, height = images[0].size
+        if width * height <= self.downscale_pixels:
+            return images, []
+        factor = math.sqrt(self.downscale_pixels / (width * height))
+        size = (max(1, int(width * factor)), max(1, int(height * factor)))
+        message = (
+            f"The image is {width}×{height} px ({width * height / 1e6:.1f} MP), above the "
+            f"{self.downscale_pixels / 1e6:g} MP this app processes: it was downscaled to {size[0]}×{size[1]} px. "
+            "For full resolution, run the command-line tool `defocusgan-deblur` on your own machine."
+        )
+        if len(images) == 2:
+            message += " The CoC radii are in pixels of the downscaled views."
+        gr.Warning(message)
+        resized = tuple(
+            LoadedImage(
+                cv2.resize(image.array, size, interpolation=cv2.INTER_AREA),
+                image.bit_depth,
+                image.icc_profile,
+                image.exif,
+                image.path,
+                image.notes,
+            )
+            for image in images
+        )
+        return resized, [message]
+
+    def _save(self, array: np.ndarray, path: Path, like: LoadedImage) -> Path:
+        """Full-resolution PNG with the input's bit depth (8 or 16), ICC profile and EXIF (orientation applied)."""
+        return save_image(array, path, bit_depth=like.bit_depth, icc_profile=like.icc_profile, exif=like.exif)
+
+    def _status(self, summary: str, notes: list[str]) -> str:
+        lines = [summary]
+        lines += [f"- {_sentence(note)}" for note in notes]
+        if self.source is None:
+            lines.append("- ⚠️ Untrained weights: this result is not meaningful.")
+        return "\n".join(lines)
+
+    def _discard_uploads(self, *paths: str) -> None:
+        """Delete the user's uploads from Gradio's cache as the request ends; example files are kept."""
+        cache = Path(get_upload_folder()).resolve()
+        kept = set()
+        for component in self.upload_components:
+            kept.update(str(Path(p).resolve()) for p in getattr(component, "keep_in_cache", ()))
+        for path in paths:
+            file = Path(path).resolve()
+            if file.is_relative_to(cache) and str(file) not in kept and not file.is_relative_to(EXAMPLES_DIR):
+                file.unlink(missing_ok=True)
+                try:
+                    file.parent.rmdir()  # Gradio gives each upload its own folder
+                except OSError:
+                    pass
+
+
+def _request_folder() -> Path:
+    """A fresh folder for one request's results, inside Gradio's cache (served from there, then deleted by it)."""
+    cache = Path(get_upload_folder())
+    cache.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="defocusgan-", dir=cache))
+
+
+def _preview(array: np.ndarray, path: Path, like: LoadedImage) -> str:
+    """8-bit PNG of at most ``PREVIEW_MAX_SIDE`` px per side, with the input's ICC profile (browsers honour it).
+
+    Written by Pillow at the fastest compression level (0.2 s instead of 0.8 s for 1680×1120 with ``save_image``'s
+    default level): previews are transient, two per request.
+    """
+    height, width = array.shape[:2]
+    factor = PREVIEW_MAX_SIDE / max(height, width)
+    if factor < 1:
+        size = (max(1, round(width * factor)), max(1, round(height * factor)))
+        array = cv2.resize(np.ascontiguousarray(array, dtype=np.float32), size, interpolation=cv2.INTER_AREA)
+    pixels = np.round(np.clip(array, 0, 1) * 255).astype(np.uint8)
+    Image.fromarray(pixels).save(path, format="PNG", compress_level=1, icc_profile=like.icc_profile)
+    return str(path)
+
+
+def _stem(path: str) -> str:
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(path).stem)[:64]
+    return stem or "image"
+
+
+def _tiles_text(tiles: int, tile_size: int) -> str:
+    threads = torch.get_num_threads()
+    return (
+        f"{tiles} tile{'s' if tiles != 1 else ''} of ≤{tile_size} px, {threads} CPU thread{'s' if threads != 1 else ''}"
+    )
+
+
+def _sentence(text: str) -> str:
+    text = _capital(text.strip())
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Page
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _examples(*names: str) -> list[str]:
+    """Paths of shipped example files (examples/README.md says where they come from)."""
+    missing = [name for name in names if not (EXAMPLES_DIR / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"example files {missing} are missing from {EXAMPLES_DIR}; see examples/README.md")
+    return [str(EXAMPLES_DIR / name) for name in names]
+
+
+def build_demo(
+    pipe: DefocusDeblurPipeline,
+    source: str | None = None,
+    max_pixels: int = MAX_PIXELS,
+    downscale_pixels: int = DOWNSCALE_PIXELS,
+) -> gr.Blocks:
+    """The page: a "Deblur a photo" tab (``/deblur``) and a "Defocus map from dual-pixel views" tab
+    (``/defocus_map``). ``source`` None shows the untrained-weights banner. Queue: one request at a time."""
+    app = DefocusApp(pipe, source, max_pixels, downscale_pixels)
+    max_coc = float(pipe.defocus_net.config.max_coc) if pipe.defocus_net is not None else DEFAULT_MAX_COC
+    with gr.Blocks(title="DefocusGAN: defocus deblurring", delete_cache=(CACHE_FREQUENCY_S, CACHE_AGE_S)) as demo:
+        gr.Markdown(
+            "# DefocusGAN: defocus deblurring\n"
+            "Single-image defocus deblurring with a learnable blur kernel (Zhai et al., AAAI 2023), and defocus "
+            "(circle-of-confusion) maps from the two views of a dual-pixel sensor. "
+            f"Photos above {downscale_pixels / 1e6:g} MP are downscaled to it, above {max_pixels / 1e6:g} MP refused. "
+            "Uploads are deleted when the request ends; results are deleted after "
+            f"{CACHE_AGE_S // 60} minutes."
+        )
+        gr.Markdown(UNTRAINED_BANNER if source is None else f"Model: `{source}`", elem_id="model-banner")
+        with gr.Tab("Deblur a photo"):
+            with gr.Row():
+                with gr.Column():
+                    image = image_upload("Blurry photo (JPEG, PNG, TIFF, WebP; 8 or 16 bit)", "deblur-input")
+                    button = gr.Button("Deblur", variant="primary", elem_id="deblur-button")
+                    gr.Examples(
+                        _examples("coffee_defocused.jpg", "rocket_defocused.jpg"), inputs=[image], cache_examples=False
+                    )
+                with gr.Column():
+                    slider = gr.ImageSlider(
+                        label="Before / after",
+                        format="png",
+                        type="filepath",
+                        interactive=False,
+                        elem_id="deblur-result",
+                    )
+                    result = gr.File(label="Deblurred PNG, full resolution", interactive=False, height=80)
+                    status = gr.Markdown(label="Status", elem_id="deblur-status")
+            button.click(app.deblur, inputs=[image], outputs=[slider, result, status], api_name="deblur")
+        with gr.Tab("Defocus map from dual-pixel views"):
+            with gr.Row():
+                left = image_upload("Left DP view", "dp-left")
+                right = image_upload("Right DP view", "dp-right")
+                with gr.Column():
+                    signed = gr.Checkbox(label="Colour near (blue) and far (red) separately", value=False)
+                    map_button = gr.Button("Estimate the defocus map", variant="primary", elem_id="dp-button")
+                    gr.Examples(
+                        [_examples("chelsea_dp_left.jpg", "chelsea_dp_right.jpg")],
+                        inputs=[left, right],
+                        cache_examples=False,
+                    )
+            with gr.Row():
+                map_slider = gr.ImageSlider(
+                    label="Combined view / all-in-focus", format="png", type="filepath", interactive=False
+                )
+                figure = gr.Image(
+                    label="Defocus map: CoC radius (px)",
+                    format="png",
+                    type="filepath",
+                    interactive=False,
+                    elem_id="dp-map",
+                )
+            with gr.Row():
+                map_png = gr.File(label="Defocus map, 16-bit PNG", interactive=False, height=80)
+                map_npy = gr.File(label="Defocus map, NumPy .npy", interactive=False, height=80)
+                all_in_focus = gr.File(label="All-in-focus PNG", interactive=False, height=80)
+            map_status = gr.Markdown(label="Status", elem_id="dp-status")
+            gr.Markdown(
+                "The map is the signed circle-of-confusion radius in pixels: positive behind the focal plane (far), "
+                "negative in front of it (near); 0 is in focus. `.npy`: float32 (H, W). 16-bit PNG: "
+                f"`coc = value / 65535 × {2 * max_coc:g} − {max_coc:g}` (read it with "
+                "`defocusgan_hf.image_io.load_defocus_map_png16`)."
+            )
+            map_button.click(
+                app.defocus_map,
+                inputs=[left, right, signed],
+                outputs=[map_slider, figure, map_png, map_npy, all_in_focus, map_status],
+                api_name="defocus_map",
+            )
+        app.upload_components += [image, left, right]
+    demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
+    return demo
+
+
+LAUNCH_KWARGS = {"max_file_size": MAX_FILE_SIZE, "theme": gr.themes.Soft()}
+
+
+def main() -> None:
+    threads = configure_threads()
+    pipe, source = load_pipeline()
+    print(f"DefocusGAN app: model {source or 'untrained (default configuration)'}, {threads} CPU threads")
+    build_demo(pipe, source).launch(**LAUNCH_KWARGS)
+
+
+if __name__ == "__main__":
+    main()

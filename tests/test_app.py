@@ -1,0 +1,357 @@
+"""The Gradio app through its API: `gradio_client` against the app launched on a local port, with a tiny pipeline
+saved in a temporary folder (the shipped checkpoint is not needed). Small limits (1 MP refused, 0.3 MP downscaled)
+let the size guards be tested on small images."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageCms
+
+from defocusgan_hf.image_io import load_defocus_map_png16
+from defocusgan_hf.models import DefocusDeblurNet, DualPixelDefocusNet
+from defocusgan_hf.pipelines import DefocusDeblurPipeline
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+MAX_PIXELS, DOWNSCALE_PIXELS = 1_000_000, 300_000
+
+
+def load_app_module():
+    """Import app.py from the repository root (it is a script, not part of the package)."""
+    if "app" in sys.modules and getattr(sys.modules["app"], "__file__", None) == str(ROOT / "app.py"):
+        return sys.modules["app"]
+    spec = importlib.util.spec_from_file_location("app", ROOT / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["app"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def tiny_pipeline() -> DefocusDeblurPipeline:
+    """A pipeline small enough for tests, with non-zero output layers (the default ones start as identity/zero)."""
+    torch.manual_seed(0)
+    deblur = DefocusDeblurNet(level_channels=(4, 4, 8, 8, 8), branch_depths=(0, 1, 1, 1))
+    torch.nn.init.normal_(deblur.tail.weight, std=0.05)
+    defocus = DualPixelDefocusNet(level_channels=(4, 8, 8), branch_depths=(1, 1))
+    torch.nn.init.normal_(defocus.tail.weight, std=0.5)
+    return DefocusDeblurPipeline(deblur_net=deblur.eval(), defocus_net=defocus.eval())
+
+
+@pytest.fixture(scope="module")
+def app_module():
+    return load_app_module()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-pipeline")
+    tiny_pipeline().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(app_module, model_dir, tmp_path_factory):
+    """``(client, demo, cache folder, pipeline)`` for an app on a local port, with its own Gradio cache."""
+    cache = tmp_path_factory.mktemp("gradio-cache")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the test machine is shared; one thread cannot oversubscribe it
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GRADIO_TEMP_DIR", str(cache))
+        pipe, source = app_module.load_pipeline(model_dir)
+        demo = app_module.build_demo(pipe, source, max_pixels=MAX_PIXELS, downscale_pixels=DOWNSCALE_PIXELS)
+        _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app_module.LAUNCH_KWARGS)
+        try:
+            client = Client(url, verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
+            yield client, demo, cache, pipe
+        finally:
+            demo.close()
+            torch.set_num_threads(threads)
+
+
+def write_image(path: Path, array: np.ndarray, **options) -> Path:
+    """Write uint8/uint16 arrays: 16-bit colour through OpenCV (Pillow cannot), the rest through Pillow."""
+    if array.dtype == np.uint16 and array.ndim == 3:
+        cv2.imwrite(str(path), array[..., ::-1].copy())
+    else:
+        Image.fromarray(array).save(path, **options)
+    return path
+
+
+def gradient(height: int, width: int, channels: int = 3, dtype=np.uint8) -> np.ndarray:
+    """A smooth colour image (compresses well, unlike noise)."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    planes = [x / width, y / height, 0.5 + 0.5 * np.sin(x / 7 + y / 11)][:channels]
+    scale = 65535 if dtype == np.uint16 else 255
+    array = np.round(np.stack(planes, -1) * scale).astype(dtype)
+    return array[..., 0] if channels == 1 else array
+
+
+def deblur(client, path):
+    return client.predict(handle_file(str(path)), api_name="/deblur")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Endpoints on the examples
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_api_has_the_two_named_endpoints(server):
+    client = server[0]
+    assert set(client.view_api(return_format="dict", print_info=False)["named_endpoints"]) == {
+        "/deblur",
+        "/defocus_map",
+    }
+
+
+def test_deblur_example_gives_the_pipeline_output_at_full_resolution(server):
+    client, _, _, pipe = server
+    example = EXAMPLES / "coffee_defocused.jpg"
+    (before, after), result, status = deblur(client, example)
+    with Image.open(result) as image:
+        assert image.format == "PNG" and image.mode == "RGB"
+        output = np.asarray(image, dtype=np.float32) / 255
+    with Image.open(example) as image:
+        size = image.size
+        expected = pipe(image, output_type="np").images[0]
+    assert output.shape == (size[1], size[0], 3)
+    np.testing.assert_allclose(output, expected, atol=1 / 255 + 1e-6)
+    assert Image.open(before).size == Image.open(after).size == size
+    assert f"{size[0]}×{size[1]} px" in status
+
+
+def test_defocus_map_example_downloads_agree_with_the_pipeline(server):
+    client, _, _, pipe = server
+    left, right = EXAMPLES / "chelsea_dp_left.jpg", EXAMPLES / "chelsea_dp_right.jpg"
+    slider, figure, png16, npy, all_in_focus, status = client.predict(
+        handle_file(str(left)), handle_file(str(right)), False, api_name="/defocus_map"
+    )
+    with Image.open(left) as a, Image.open(right) as b:
+        expected = pipe.estimate_defocus_map(a, b, output_type="np")
+        width, height = a.size
+    coc = np.load(npy)
+    assert coc.shape == (height, width) and coc.dtype == np.float32
+    np.testing.assert_allclose(coc, expected.defocus_maps[0, ..., 0], atol=1e-4)
+    np.testing.assert_allclose(load_defocus_map_png16(png16), coc, atol=25 / 65535 + 1e-5)
+    with Image.open(png16) as image:
+        assert image.mode.startswith("I;16") or image.mode == "I"
+    assert Image.open(all_in_focus).size == Image.open(slider[1]).size == (width, height)
+    assert Image.open(figure).mode == "RGB"  # the colour preview with its scale bar
+    assert "CoC" in status
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Bad input: a sentence in the page, never a traceback
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _bomb(path: Path) -> Path:
+    Image.new("1", (15000, 12000)).save(path)  # 180 MP, 22 kB: beyond Pillow's decompression-bomb limit
+    return path
+
+
+BAD_INPUTS = {
+    "not_an_image": (lambda p: p.write_bytes(b"this is not an image\n" * 20), "is not an image"),
+    "empty_file": (lambda p: p.write_bytes(b""), "empty"),
+    "truncated_jpeg": (lambda p: p.write_bytes((EXAMPLES / "coffee_defocused.jpg").read_bytes()[:4000]), "truncated"),
+    "decompression_bomb": (_bomb, "megapixels"),
+    "too_many_pixels": (lambda p: write_image(p, gradient(1000, 1200)), "limit is 1.0 MP"),
+    "tiny_image": (lambda p: write_image(p, gradient(8, 8)), "at least 16×16"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_INPUTS))
+def test_bad_input_gets_a_clear_message(server, tmp_path, kind):
+    make, phrase = BAD_INPUTS[kind]
+    path = tmp_path / f"{kind}.png"
+    make(path)
+    with pytest.raises(AppError) as error:
+        deblur(server[0], path)
+    message = str(error.value)
+    assert phrase in message and "Traceback" not in message
+    assert "/tmp" not in message and str(tmp_path) not in message  # names the user's file, not server paths
+
+
+def test_dual_pixel_views_of_different_sizes_are_refused(server, tmp_path):
+    left = write_image(tmp_path / "left.png", gradient(48, 64))
+    right = write_image(tmp_path / "right.png", gradient(48, 60))
+    with pytest.raises(AppError, match="must have the same size"):
+        server[0].predict(handle_file(str(left)), handle_file(str(right)), False, api_name="/defocus_map")
+
+
+def test_a_missing_dual_pixel_view_is_asked_for(server, tmp_path):
+    left = write_image(tmp_path / "left.png", gradient(48, 64))
+    with pytest.raises(AppError, match="Upload both dual-pixel views"):
+        server[0].predict(handle_file(str(left)), None, False, api_name="/defocus_map")
+
+
+def test_identical_dual_pixel_views_are_flagged(server, tmp_path):
+    view = write_image(tmp_path / "view.png", gradient(48, 64))
+    *_, status = server[0].predict(handle_file(str(view)), handle_file(str(view)), False, api_name="/defocus_map")
+    assert "identical" in status
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Conversions, formats, metadata, size guard
+# ----------------------------------------------------------------------------------------------------------------
+
+
+CONVERTED = {
+    "grayscale": (gradient(40, 56, channels=1), "grayscale"),
+    "rgba": (np.dstack([gradient(40, 56), np.full((40, 56), 128, np.uint8)]), "composited over white"),
+    "palette": (None, "palette"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CONVERTED))
+def test_grayscale_rgba_and_palette_photos_are_converted_to_rgb(server, tmp_path, kind):
+    array, note = CONVERTED[kind]
+    path = tmp_path / f"{kind}.png"
+    if array is None:
+        Image.fromarray(gradient(40, 56)).convert("P").save(path)
+    else:
+        write_image(path, array)
+    _, result, status = deblur(server[0], path)
+    with Image.open(result) as image:
+        assert image.mode == "RGB" and image.size == (56, 40)
+    assert note in status
+
+
+def test_16_bit_photo_gives_a_16_bit_png(server, tmp_path):
+    path = write_image(tmp_path / "deep.png", gradient(40, 56, dtype=np.uint16))
+    _, result, _ = deblur(server[0], path)
+    output = cv2.imread(result, cv2.IMREAD_UNCHANGED)
+    assert output.dtype == np.uint16 and output.shape == (40, 56, 3)
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".webp", ".jpg"])
+def test_tiff_webp_and_jpeg_are_accepted(server, tmp_path, suffix):
+    path = write_image(tmp_path / f"photo{suffix}", gradient(40, 56))
+    _, result, _ = deblur(server[0], path)
+    assert Image.open(result).size == (56, 40)
+
+
+def test_exif_orientation_is_applied_and_the_colour_profile_carried(server, tmp_path):
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown rotated 90° clockwise: portrait
+    path = tmp_path / "phone.jpg"
+    Image.fromarray(gradient(40, 56)).save(path, exif=exif.tobytes(), icc_profile=icc, quality=95)
+    (before, after), result, _ = deblur(server[0], path)
+    for output in (result, before, after):
+        with Image.open(output) as image:
+            assert image.size == (40, 56)
+            assert image.info.get("icc_profile") == icc
+            assert image.getexif().get(0x0112, 1) == 1  # pixels are upright; no orientation left to apply
+
+
+def test_large_photo_is_downscaled_with_a_message(server, tmp_path):
+    path = write_image(tmp_path / "large.png", gradient(500, 800))  # 0.4 MP > 0.3 MP
+    _, result, status = deblur(server[0], path)
+    width, height = Image.open(result).size
+    assert width * height <= DOWNSCALE_PIXELS and abs(width / height - 800 / 500) < 0.01
+    assert f"downscaled to {width}×{height} px" in status
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Storage, queue, model loading
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("valid", [True, False])
+def test_uploads_are_deleted_when_the_request_ends(server, tmp_path, valid):
+    client, _, cache, _ = server
+    name = f"probe_{uuid.uuid4().hex}.png"
+    write_image(tmp_path / name, gradient(40, 56) if valid else gradient(8, 8))
+    if valid:
+        deblur(client, tmp_path / name)
+    else:
+        with pytest.raises(AppError):
+            deblur(client, tmp_path / name)
+    assert not list(cache.rglob(name))
+
+
+def test_results_are_written_to_gradio_cache_which_deletes_them(server, app_module):
+    client, demo, cache, _ = server
+    _, result, _ = deblur(client, EXAMPLES / "rocket_defocused.jpg")
+    assert list(cache.rglob(Path(result).name))  # served from the cache, nowhere else
+    assert demo.delete_cache == (app_module.CACHE_FREQUENCY_S, app_module.CACHE_AGE_S)
+    assert demo._queue.default_concurrency_limit == app_module.CONCURRENCY_LIMIT == 1
+
+
+def test_example_files_survive_a_request(server, app_module):
+    """Picking an example sends its cached copy; deleting uploads must not delete it for the next visitor."""
+    _, demo, _, pipe = server
+    handler = app_module.DefocusApp(pipe, "tiny")
+    upload = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "deblur-input")
+    handler.upload_components.append(upload)
+    cached_example = next(iter(upload.keep_in_cache))
+    handler.deblur(cached_example)
+    assert Path(cached_example).is_file()
+
+
+def test_an_upload_that_is_gone_asks_to_upload_again(server, app_module, tmp_path):
+    handler = app_module.DefocusApp(server[3], "tiny")
+    with pytest.raises(app_module.gr.Error, match="upload it again"):
+        handler.deblur(str(tmp_path / "deleted.png"))
+
+
+def test_a_pipeline_without_defocus_net_explains_itself(app_module, tmp_path):
+    pipe = tiny_pipeline()
+    pipe = DefocusDeblurPipeline(deblur_net=pipe.deblur_net)
+    view = write_image(tmp_path / "view.png", gradient(40, 56))
+    with pytest.raises(app_module.gr.Error, match="no defocus-map network"):
+        app_module.DefocusApp(pipe, "tiny").defocus_map(str(view), str(view))
+
+
+def test_model_comes_from_env_var_then_checkpoint_folder(app_module, model_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("DEFOCUSGAN_MODEL", str(model_dir))
+    pipe, source = app_module.load_pipeline()
+    assert source == str(model_dir) and tuple(pipe.deblur_net.config.level_channels) == (4, 4, 8, 8, 8)
+    monkeypatch.delenv("DEFOCUSGAN_MODEL")
+    monkeypatch.setattr(app_module, "DEFAULT_CHECKPOINT", model_dir)
+    assert app_module.load_pipeline()[1] == str(model_dir)
+    monkeypatch.setenv("DEFOCUSGAN_MODEL", str(tmp_path / "missing"))
+    with pytest.raises((OSError, ValueError), match="missing"):  # a start-up error naming the source
+        app_module.load_pipeline()
+
+
+def test_without_a_checkpoint_the_page_says_the_weights_are_untrained(app_module, monkeypatch, tmp_path):
+    monkeypatch.delenv("DEFOCUSGAN_MODEL", raising=False)
+    monkeypatch.setattr(app_module, "DEFAULT_CHECKPOINT", tmp_path / "none")
+    pipe, source = app_module.load_pipeline()
+    assert source is None and pipe.deblur_net.config.level_channels == DefocusDeblurNet().config.level_channels
+    texts = [getattr(b, "value", None) for b in app_module.build_demo(pipe, source).blocks.values()]
+    assert any(isinstance(t, str) and "untrained weights — results are not meaningful" in t.lower() for t in texts)
+    trained = [getattr(b, "value", None) for b in app_module.build_demo(pipe, "some/model").blocks.values()]
+    assert not any(isinstance(t, str) and "untrained" in t.lower() for t in trained)
+
+
+def test_thread_count_follows_the_environment(app_module, monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("DEFOCUSGAN_NUM_THREADS", "1")
+        assert app_module.configure_threads() == 1 == torch.get_num_threads()
+        monkeypatch.delenv("DEFOCUSGAN_NUM_THREADS")
+        assert app_module.configure_threads() == app_module.available_cpus() <= (os.cpu_count() or 1)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_example_files_are_small_and_documented():
+    files = [p for p in EXAMPLES.iterdir() if p.suffix in (".jpg", ".png")]
+    assert sum(p.stat().st_size for p in files) < 400_000
+    readme = (EXAMPLES / "README.md").read_text()
+    assert all(p.name in readme for p in files)
