@@ -5,8 +5,8 @@ build. The networks follow torchvision's module indices, so that weights saved f
 (keys ``net.slice{k}.{i}.*``, ``lin{k}.model.1.weight``, ``scaling_layer.*``) or from torchvision's
 ``alexnet`` / ``squeezenet1_1`` (keys ``features.{i}.*``) plus the LPIPS heads load as they are.
 
-d(x, y) = Σ_l mean_hw( w_l · (f̂_l(x) − f̂_l(y))² ), where f̂_l is layer l's ReLU output normalised to unit length
-across channels and w_l ≥ 0 the learnt per-channel weights (1×1 conv without bias).
+d(x, y) = Σ_l mean_hw( w_l · (f̂_l(x) − f̂_l(y))² ), where f̂_l is layer l's ReLU output normalised to unit
+length across channels and w_l ≥ 0 the learnt per-channel weights (1×1 conv without bias).
 
 Weights are read with ``safetensors`` only. There is no download and no fallback: without weights there is no
 LPIPS, never a number from random weights (a fresh :class:`LPIPS` is random and only serves tests).
