@@ -217,10 +217,6 @@ class Method:
     details: dict = field(default_factory=dict)
 
 
-def _to_hwc(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().float().cpu().permute(1, 2, 0).numpy()
-
-
 def estimate_map(net, left: np.ndarray, right: np.ndarray, tile_size: int | None, tile_overlap: int, device: str):
     """Signed CoC map ``(H, W)`` in px from two DP views ``(H, W, 3)``, tiled like the pipeline."""
 
@@ -297,7 +293,7 @@ def evaluate_methods(
             else:
                 if method.map_source == "true_map":
                     coc = true_coc
-                else:
+                else:  # one map per stage-1 net and image (its time counts for the first row that uses it)
                     key = id(method.defocus_net)
                     if key not in estimated_cache:
                         left, right = prepare(sample["left"], protocol), prepare(sample["right"], protocol)
@@ -512,9 +508,8 @@ def _stage1_kernels(checkpoint: str | None, override: str | None, module=None) -
     return load_kernels("butterworth"), "fixed butterworth bank"
 
 
-def build_methods(args: argparse.Namespace, data: EvalData) -> tuple[list[Method], list[str]]:
-    """The rows asked for by ``--model`` / ``--baselines`` (or ``--kernel_ablation``), and notes."""
-    notes: list[str] = []
+def build_methods(args: argparse.Namespace, data: EvalData) -> list[Method]:
+    """The rows asked for by ``--model`` / ``--baselines`` (or ``--kernel_ablation``)."""
     methods: list[Method] = []
     if args.kernel_ablation:
         if not args.defocus_models:
@@ -559,7 +554,7 @@ def build_methods(args: argparse.Namespace, data: EvalData) -> tuple[list[Method
                     details={"defocus_model": path, "kernels": origin},
                 )
             )
-        return methods, notes
+        return methods
 
     pipeline = load_deblur_pipeline(args.model, args.device) if args.model else None
     defocus_source, kernel_module = args.defocus_model, None
@@ -635,7 +630,7 @@ def build_methods(args: argparse.Namespace, data: EvalData) -> tuple[list[Method
         )
     if not methods:
         raise ValueError("Nothing to evaluate: pass --model and/or --baselines.")
-    return methods, notes
+    return methods
 
 
 def _wants_dp_views(args: argparse.Namespace) -> bool:
@@ -659,7 +654,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError("--kernel_ablation runs on the synthetic validation set (--dataset synthetic).")
         lpips = load_lpips(args.lpips_weights.split(",") if args.lpips_weights else None, protocol, args.device)
         data = open_dataset(args.dataset, args.root, need_dp_views=_wants_dp_views(args), max_images=args.max_images)
-        methods, notes = build_methods(args, data)
+        methods = build_methods(args, data)
         result = evaluate_methods(
             data,
             methods,
@@ -675,7 +670,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as error:  # bad flags, missing/unreadable data or weights (incl. FileExistsError)
         print(f"defocusgan-eval: error: {error}", file=sys.stderr)
         return 2
-    result.notes += notes
     title = (
         f"### {'Kernel ablation (Table 5)' if args.kernel_ablation else 'Deblurring'} on {args.dataset} ({args.root})"
     )
