@@ -60,9 +60,10 @@ EXAMPLES_DIR = ROOT / "examples"
 MAX_PIXELS = 40_000_000
 """Refused above 40 MP (read from the header, nothing decoded): 40 MP as float32 RGB is already 0.5 GB."""
 DOWNSCALE_PIXELS = 12_000_000
-"""Downscaled to 12 MP above it: about a minute on 2 vCPUs, and enough for every phone's main camera."""
-TILE_SIZE, TILE_OVERLAP = 512, 64
-"""Tiled inference as the pipeline's defaults: bounded memory, ≈0.2 GB of activations per tile."""
+"""Downscaled to 12 MP above it: ≈45 s and 1.5 GB on 2 vCPUs, and enough for every phone's default resolution."""
+TILE_SIZE, TILE_OVERLAP = 640, 64
+"""Tiled inference (bounded memory, <1.1 GB in all). On 2 vCPUs, 640 px tiles deblur 1680×1120 faster than the
+pipeline's 512 (6 tiles instead of 12: less overlap) and than 768 or 1024 (more pixels, or slower per pixel)."""
 PREVIEW_MAX_SIDE = 2048
 """The before/after slider shows previews of at most this many pixels per side; downloads are full resolution."""
 MAX_FILE_SIZE = "100mb"
@@ -74,7 +75,7 @@ CACHE_FREQUENCY_S, CACHE_AGE_S = 60, 600
 UNTRAINED_BANNER = (
     "⚠️ **Untrained weights — results are not meaningful.** No trained checkpoint was found "
     "(`$DEFOCUSGAN_MODEL` or `checkpoints/defocusgan-synthetic/`), so the app runs the default configuration with "
-    "untrained weights: the deblurring net returns its input unchanged and the defocus map is all zero."
+    "untrained weights: the deblurring net returns its input unchanged and the defocus map is a near-constant guess."
 )
 
 
@@ -188,6 +189,9 @@ class DefocusApp:
         self.max_pixels, self.downscale_pixels = int(max_pixels), int(downscale_pixels)
         self.tile_size, self.tile_overlap = tile_size, tile_overlap
         self.pipe.set_progress_bar_config(desc="Processing tiles", leave=False)
+        for net in (pipe.deblur_net, pipe.defocus_net):
+            if net is not None:  # oneDNN's fast convolutions on CPU: 1.5x faster here, same output within 1e-6
+                net.to(memory_format=torch.channels_last)
         self.upload_components: list[gr.components.Component] = []  # their example files are never deleted
 
     # -- requests ------------------------------------------------------------------------------------------------
@@ -267,7 +271,7 @@ class DefocusApp:
         finally:
             self._discard_uploads(left, right)
         status = self._status(
-            f"Estimated the defocus map of a {width}×{height} px pair in {seconds:.1f} s ({_tiles_text(2 * tiles, self.tile_size)}): "
+            f"Estimated the defocus map of a {width}×{height} px pair in {seconds:.1f} s ({_tiles_text(tiles, self.tile_size, ' per network')}): "
             f"|CoC| radius up to {np.abs(coc).max():.1f} px, mean {np.abs(coc).mean():.1f} px "
             f"(near side {np.mean(coc <= -1):.0%}, far side {np.mean(coc >= 1):.0%} of pixels).",
             notes,
@@ -380,10 +384,11 @@ def _stem(path: str) -> str:
     return stem or "image"
 
 
-def _tiles_text(tiles: int, tile_size: int) -> str:
+def _tiles_text(tiles: int, tile_size: int, per: str = "") -> str:
     threads = torch.get_num_threads()
     return (
-        f"{tiles} tile{'s' if tiles != 1 else ''} of ≤{tile_size} px, {threads} CPU thread{'s' if threads != 1 else ''}"
+        f"{tiles} tile{'s' if tiles != 1 else ''} of ≤{tile_size} px{per}, "
+        f"{threads} CPU thread{'s' if threads != 1 else ''}"
     )
 
 

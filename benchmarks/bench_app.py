@@ -7,6 +7,7 @@
    size of DPDD photos), for each thread count: the pipeline alone and the whole request (read the upload,
    deblur, write the full-resolution PNG and the two slider previews). One warm-up run, then the median of
    ``--repeats`` runs. The target on Spaces' free CPU hardware (2 vCPUs) is under 10 s.
+3. The defocus-map request (DP tab) on a pair of that size, with the default ``DualPixelDefocusNet()``.
 
 Run it with nothing else on the CPU (``benchmarks/quiet.sh`` pauses a background training run):
     bash benchmarks/quiet.sh python benchmarks/bench_app.py
@@ -44,7 +45,8 @@ def parse_args() -> argparse.Namespace:
         default=[],
         help="also time the pipeline with these tile sizes (last thread count).",
     )
-    parser.add_argument("--skip_startup", action="store_true", help="only time the deblurring.")
+    parser.add_argument("--skip_startup", action="store_true", help="do not measure the start-up.")
+    parser.add_argument("--skip_dual_pixel", action="store_true", help="do not time the defocus-map request.")
     parser.add_argument("--skip_deblur", action="store_true", help="only measure the start-up.")
     parser.add_argument("--startup_child", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -134,9 +136,12 @@ def measure_deblur(args: argparse.Namespace) -> None:
     import torch
 
     sys.path.insert(0, str(ROOT))
+    import numpy as np
+    from PIL import Image
+
     import app
     from defocusgan_hf.image_io import load_image
-    from defocusgan_hf.models import DefocusDeblurNet
+    from defocusgan_hf.models import DefocusDeblurNet, DualPixelDefocusNet
     from defocusgan_hf.pipelines import DefocusDeblurPipeline
     from defocusgan_hf.tiling import count_tiles
 
@@ -146,7 +151,7 @@ def measure_deblur(args: argparse.Namespace) -> None:
         photo = work / "photo.jpg"
         make_photo(photo, args.width, args.height)
         torch.manual_seed(0)
-        pipe = DefocusDeblurPipeline(deblur_net=DefocusDeblurNet().eval())  # the default full-size generator
+        pipe = DefocusDeblurPipeline(deblur_net=DefocusDeblurNet().eval(), defocus_net=DualPixelDefocusNet().eval())
         handler = app.DefocusApp(pipe, "benchmark")
         pipe.set_progress_bar_config(disable=True)
         loaded = load_image(photo)
@@ -173,6 +178,19 @@ def measure_deblur(args: argparse.Namespace) -> None:
             print(
                 f"{threads:>7} | {statistics.median(pipeline_times):>10.2f} | "
                 f"{statistics.median(request_times):>15.2f} | {rss_mb()[1]:>12.0f}"
+            )
+        if not args.skip_dual_pixel:  # the DP tab: map + all-in-focus, on a pair made by shifting the photo 2 px
+            shifted = work / "shifted.png"
+            Image.fromarray(np.roll(np.asarray(Image.open(photo)), 2, axis=1)).save(shifted, compress_level=1)
+            handler.defocus_map(str(photo), str(shifted))  # warm-up
+            times = []
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                handler.defocus_map(str(photo), str(shifted))
+                times.append(time.perf_counter() - start)
+            print(
+                f"defocus map + all-in-focus of a {args.width}×{args.height} DP pair, {torch.get_num_threads()} threads: "
+                f"whole request {statistics.median(times):.2f} s, peak RSS {rss_mb()[1]:.0f} MiB"
             )
         for tile_size in args.tile_sizes:  # alternatives to the app's tile size, pipeline only
             pipe(loaded, tile_size, app.TILE_OVERLAP, output_type="np")

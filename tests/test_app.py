@@ -116,8 +116,9 @@ def test_api_has_the_two_named_endpoints(server):
     }
 
 
-def test_deblur_example_gives_the_pipeline_output_at_full_resolution(server):
+def test_deblur_example_gives_the_pipeline_output_at_full_resolution(server, app_module):
     client, _, _, pipe = server
+    tiles = {"tile_size": app_module.TILE_SIZE, "tile_overlap": app_module.TILE_OVERLAP}
     example = EXAMPLES / "coffee_defocused.jpg"
     (before, after), result, status = deblur(client, example)
     with Image.open(result) as image:
@@ -125,21 +126,22 @@ def test_deblur_example_gives_the_pipeline_output_at_full_resolution(server):
         output = np.asarray(image, dtype=np.float32) / 255
     with Image.open(example) as image:
         size = image.size
-        expected = pipe(image, output_type="np").images[0]
+        expected = pipe(image, **tiles, output_type="np").images[0]
     assert output.shape == (size[1], size[0], 3)
     np.testing.assert_allclose(output, expected, atol=1 / 255 + 1e-6)
     assert Image.open(before).size == Image.open(after).size == size
     assert f"{size[0]}×{size[1]} px" in status
 
 
-def test_defocus_map_example_downloads_agree_with_the_pipeline(server):
+def test_defocus_map_example_downloads_agree_with_the_pipeline(server, app_module):
     client, _, _, pipe = server
+    tiles = {"tile_size": app_module.TILE_SIZE, "tile_overlap": app_module.TILE_OVERLAP}
     left, right = EXAMPLES / "chelsea_dp_left.jpg", EXAMPLES / "chelsea_dp_right.jpg"
     slider, figure, png16, npy, all_in_focus, status = client.predict(
         handle_file(str(left)), handle_file(str(right)), False, api_name="/defocus_map"
     )
     with Image.open(left) as a, Image.open(right) as b:
-        expected = pipe.estimate_defocus_map(a, b, output_type="np")
+        expected = pipe.estimate_defocus_map(a, b, **tiles, output_type="np")
         width, height = a.size
     coc = np.load(npy)
     assert coc.shape == (height, width) and coc.dtype == np.float32
