@@ -4,6 +4,7 @@ defocus-map net, defocus-map estimation from dual-pixel views. Large images run 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -70,7 +71,11 @@ class DefocusDeblurPipeline(DiffusionPipeline):
         """Load from a local pipeline folder or a Hub repo id (also from the Hub cache with ``HF_HUB_OFFLINE=1``)."""
         try:
             return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-        except OSError as error:
+        except (OSError, ValueError) as error:
+            # diffusers raises ValueError for some missing paths; errors from an existing folder (a bad config, say)
+            # are the user's to see as they are.
+            if isinstance(error, ValueError) and Path(pretrained_model_name_or_path).is_dir():
+                raise
             raise OSError(
                 f"Could not load a DefocusDeblurPipeline from {str(pretrained_model_name_or_path)!r}: it is neither a "
                 "pipeline folder (with model_index.json) nor a Hub repo that can be downloaded or found in the local "

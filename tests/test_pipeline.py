@@ -189,6 +189,11 @@ def test_offline_hub_cache_loading_and_missing_repo(tmp_path, monkeypatch, pipe,
         DefocusDeblurPipeline.from_pretrained("someone/not-there", cache_dir=hf_home / "hub")
 
 
+def test_missing_local_folder_gives_one_clear_error(tmp_path):
+    with pytest.raises(OSError, match="neither a pipeline folder"):
+        DefocusDeblurPipeline.from_pretrained(str(tmp_path / "no" / "such" / "folder"))
+
+
 def test_rejects_wrong_component_types():
     with pytest.raises(TypeError, match="deblur_net"):
         DefocusDeblurPipeline(deblur_net=torch.nn.Identity())
