@@ -23,6 +23,8 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from .weights import load_strict
+
 # LPIPS's ScalingLayer: inputs in [-1, 1] are shifted and scaled to ImageNet-like statistics.
 LPIPS_SHIFT = (-0.030, -0.088, -0.188)
 LPIPS_SCALE = (0.458, 0.448, 0.450)
@@ -141,18 +143,9 @@ class LPIPS(nn.Module):
                 mapped[new] = value
             else:
                 unexpected.append(key)
-        missing = sorted(k for k in own if k not in mapped)
-        mismatched = sorted(
-            f"{k}: file {tuple(mapped[k].shape)} vs model {tuple(v.shape)}"
-            for k, v in own.items()
-            if k in mapped and mapped[k].shape != v.shape
+        load_strict(
+            self, mapped, unexpected, LPIPSWeightsError, f"{source} is not an LPIPS-{NET_NAMES[self.net_name]} checkpoint"
         )
-        if missing or unexpected or mismatched:
-            raise LPIPSWeightsError(
-                f"{source} is not an LPIPS-{NET_NAMES[self.net_name]} checkpoint. Missing keys: {missing}; "
-                f"unexpected keys: {sorted(unexpected)}; shape mismatches: {mismatched}."
-            )
-        self.load_state_dict({k: mapped[k].to(v.dtype) for k, v in own.items()}, strict=True)
 
     @classmethod
     def from_pretrained(cls, sources: str | os.PathLike | list, net: str | None = None) -> LPIPS:

@@ -15,6 +15,8 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from .weights import load_strict
+
 DEFAULT_VGG_SOURCE = "timm/vgg19.tv_in1k"
 WEIGHTS_NAME = "model.safetensors"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -105,21 +107,16 @@ class VGG19Features(nn.Module):
         Keys of later VGG19 layers and of the classifier are ignored; any other key, a missing key or a shape
         mismatch raises a ``ValueError`` that lists them.
         """
-        own = self.state_dict()
         known = {f"features.{i}.{p}" for i in VGG19_CONVS.values() for p in ("weight", "bias")}
-        missing = sorted(k for k in own if k not in state_dict)
-        unexpected = sorted(k for k in state_dict if k not in known and not k.startswith(_CLASSIFIER_PREFIXES))
-        mismatched = sorted(
-            f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
-            for k, v in own.items()
-            if k in state_dict and state_dict[k].shape != v.shape
+        unexpected = [k for k in state_dict if k not in known and not k.startswith(_CLASSIFIER_PREFIXES)]
+        own = self.state_dict()
+        load_strict(
+            self,
+            {k: v for k, v in state_dict.items() if k in own},
+            unexpected,
+            ValueError,
+            f"{source} is not a VGG19 checkpoint in torchvision/timm layout",
         )
-        if missing or unexpected or mismatched:
-            raise ValueError(
-                f"{source} is not a VGG19 checkpoint in torchvision/timm layout. Missing keys: {missing}; "
-                f"unexpected keys: {unexpected}; shape mismatches: {mismatched}."
-            )
-        self.load_state_dict({k: state_dict[k].to(v.dtype) for k, v in own.items()}, strict=True)
 
     @classmethod
     def from_pretrained(
