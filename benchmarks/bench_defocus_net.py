@@ -22,12 +22,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_generator import (  # noqa: E402
     DTYPES,
+    LATENCY_HEADERS,
     SIZES,
     TILES,
     add_common_args,
     best,
-    delta_peak,
     gmacs,
+    latency_row,
     machine_line,
     markdown_table,
     ratios,
@@ -93,22 +94,8 @@ def main() -> None:
     def find(size, dtype, tiled):
         return next(r for r in results if r["size"] == size and r["dtype"] == dtype and bool(r["tile"]) == tiled)
 
-    rows = []
-    for r in results:
-        seconds = best(r["times"])
-        rows.append(
-            [
-                f"{r['width']}×{r['height']}",
-                f"tiled {r['tile']}/{r['overlap']}" if r["tile"] else "whole",
-                r["dtype"],
-                f"{seconds:.3f}",
-                f"{r['height'] * r['width'] / 1e6 / seconds:.2f}",
-                f"{r['peak_rss_mb']:.0f}",
-                f"{delta_peak(r):.0f}",
-            ]
-        )
     print()
-    print(markdown_table(["size", "mode", "dtype", "latency (s)", "MP/s", "peak RSS (MB)", "Δ peak (MB)"], rows))
+    print(markdown_table(LATENCY_HEADERS, [latency_row(r) for r in results]))
     ratio_rows = []
     for size in SIZES:
         pairs = [(f"tiled / whole, {size}, {d}", find(size, d, True), find(size, d, False)) for d in DTYPES]

@@ -135,6 +135,23 @@ def delta_peak(result: dict) -> float:
     return result["peak_rss_mb"] - result["rss_before_mb"]
 
 
+LATENCY_HEADERS = ["size", "mode", "dtype", "latency (s)", "MP/s", "peak RSS (MB)", "Δ peak (MB)"]
+
+
+def latency_row(r: dict) -> list[str]:
+    """One row of the latency table (:data:`LATENCY_HEADERS`) for a worker result."""
+    seconds = best(r["times"])
+    return [
+        f"{r['width']}×{r['height']}",
+        f"tiled {r['tile']}/{r['overlap']}" if r["tile"] else "whole",
+        r["dtype"],
+        f"{seconds:.3f}",
+        f"{r['height'] * r['width'] / 1e6 / seconds:.2f}",
+        f"{r['peak_rss_mb']:.0f}",
+        f"{delta_peak(r):.0f}",
+    ]
+
+
 def ratios(a: dict, b: dict) -> list[str]:
     """``[time a / time b, Δ peak a / Δ peak b]`` of two worker results, formatted."""
     return [f"{best(a['times']) / best(b['times']):.2f}", f"{delta_peak(a) / delta_peak(b):.2f}"]
@@ -299,20 +316,9 @@ def main() -> None:
     for r in results:
         if r["path"] != "pipeline":
             continue
-        seconds = best(r["times"])
-        rows.append(
-            [
-                f"{r['width']}×{r['height']}",
-                f"tiled {r['tile']}/{r['overlap']}" if r["tile"] else "whole",
-                r["dtype"],
-                f"{seconds:.3f}",
-                f"{r['height'] * r['width'] / 1e6 / seconds:.2f}",
-                f"{r['peak_rss_mb']:.0f}",
-                f"{delta_peak(r):.0f}",
-            ]
-        )
+        rows.append(latency_row(r))
     print()
-    print(markdown_table(["size", "mode", "dtype", "latency (s)", "MP/s", "peak RSS (MB)", "Δ peak (MB)"], rows))
+    print(markdown_table(LATENCY_HEADERS, rows))
 
     # Side-by-side ratios.
     ratio_rows = []
