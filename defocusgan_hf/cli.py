@@ -348,6 +348,19 @@ def deblur_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _start(args, parser, errors: list[str], have_work: bool, had_inputs: bool):
+    """Report the planning errors (main process), then load the model: ``(state, pipeline, exit_code)``, with
+    ``pipeline`` None when there is nothing to do or the model cannot be loaded."""
+    state = _partial_state(args)
+    if state.is_main_process:
+        for error in errors:
+            _report(error)
+    if not have_work:
+        _report("nothing to do")
+        return state, None, EXIT_FILE_ERRORS if had_inputs else EXIT_USAGE
+    return state, _load_for_cli(args, parser, state), EXIT_USAGE
+
+
 def deblur_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``defocusgan-deblur``; returns the exit code (0 ok, 1 some files failed, 2 usage/model)."""
     parser = deblur_parser()
@@ -357,16 +370,9 @@ def deblur_main(argv: Sequence[str] | None = None) -> int:
     inputs, errors = collect_images(args.inputs, args.recursive)
     plans, plan_errors = plan_deblur_outputs(inputs, args.output_dir, args.suffix, args.format, args.overwrite)
     errors += plan_errors
-    state = _partial_state(args)
-    if state.is_main_process:
-        for error in errors:
-            _report(error)
-    if not plans:
-        _report("nothing to do")
-        return EXIT_FILE_ERRORS if inputs else EXIT_USAGE
-    pipeline = _load_for_cli(args, parser, state)
+    state, pipeline, exit_code = _start(args, parser, errors, bool(plans), bool(inputs))
     if pipeline is None:
-        return EXIT_USAGE
+        return exit_code
     task = functools.partial(_deblur_one, pipeline, args=args)
     count, failures = _run_all(state, plans, task, "image", args)
     tqdm.write(f"wrote {count - failures} of {count} images to '{args.output_dir}'", file=sys.stderr)
@@ -426,16 +432,9 @@ def defocus_map_main(argv: Sequence[str] | None = None) -> int:
         errors += problems
         if not problems:
             plans.append((left, right, outputs))
-    state = _partial_state(args)
-    if state.is_main_process:
-        for error in errors:
-            _report(error)
-    if not plans:
-        _report("nothing to do")
-        return EXIT_FILE_ERRORS if pairs else EXIT_USAGE
-    pipeline = _load_for_cli(args, parser, state)
+    state, pipeline, exit_code = _start(args, parser, errors, bool(plans), bool(pairs))
     if pipeline is None:
-        return EXIT_USAGE
+        return exit_code
     if getattr(pipeline, "defocus_net", None) is None:
         _report("this model has no defocus-map net (defocus_net); use a pipeline saved with one")
         return EXIT_USAGE
