@@ -150,12 +150,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     config = DualPixelConfig(max_coc=args.max_coc)
     renderer = DualPixelRenderer(config.clean() if args.clean_data else config)
     iterator = iter(tu.step_loader(tu.training_dataset(args), args, accelerator, start_step))
-    validation = []
-    if args.validation_dir:
-        from defocusgan_hf.data import ValidationSet
-
-        validation_set = ValidationSet(args.validation_dir)
-        validation = [validation_set[i] for i in range(min(args.num_validation_samples, len(validation_set)))]
+    validation = tu.validation_samples(args)
 
     progress = tqdm(range(start_step, args.max_train_steps), initial=start_step, total=args.max_train_steps,
                     disable=not accelerator.is_local_main_process, desc="steps")

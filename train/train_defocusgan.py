@@ -221,12 +221,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         accelerator.init_trackers("defocusgan", config={k: v for k, v in vars(args).items() if isinstance(v, int | float | str | bool)})
 
     batches = Batches(args, accelerator, start_step, defocus_net)
-    validation = []
-    if args.validation_dir:
-        from defocusgan_hf.data import ValidationSet
-
-        validation_set = ValidationSet(args.validation_dir)
-        validation = [validation_set[i] for i in range(min(args.num_validation_samples, len(validation_set)))]
+    validation = tu.validation_samples(args)
     critic_generator = torch.Generator(device=accelerator.device)
     progress = tqdm(range(start_step, args.max_train_steps), initial=start_step, total=args.max_train_steps,
                     disable=not accelerator.is_local_main_process, desc="steps")

@@ -210,6 +210,16 @@ def training_dataset(args: argparse.Namespace) -> Dataset:
     return SharpImageDataset(sources, resolution=args.resolution, length=2**40, seed=args.seed)
 
 
+def validation_samples(args: argparse.Namespace) -> list[dict]:
+    """The first ``--num_validation_samples`` samples of ``--validation_dir`` (none when it is empty)."""
+    if not args.validation_dir:
+        return []
+    from defocusgan_hf.data import ValidationSet
+
+    validation_set = ValidationSet(args.validation_dir)
+    return [validation_set[i] for i in range(min(args.num_validation_samples, len(validation_set)))]
+
+
 def step_loader(dataset: Dataset, args: argparse.Namespace, accelerator: Accelerator, start_step: int) -> DataLoader:
     sampler = StepSampler(
         start_step, args.train_batch_size, accelerator.process_index, accelerator.num_processes, args.gradient_accumulation_steps
