@@ -181,11 +181,18 @@ def save_json(path: str | None, payload: dict) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+# The generator's first layout (levels from full resolution, DGB depths 4/3/2 by scale): the shipped CPU checkpoint
+# still uses it, and the comparison shows what the stride-2 stem and the deeper coarse DGBs changed.
+FULL_RESOLUTION_LAYOUT = {"stem_stride": 1, "levels_per_scale": (4, 3, 2)}
+
+
 def build_model(name: str) -> torch.nn.Module:
     from defocusgan_hf.models import DefocusDeblurNet
 
     if name == "generator":
         return DefocusDeblurNet().eval()
+    if name == "generator_stem1":
+        return DefocusDeblurNet(**FULL_RESOLUTION_LAYOUT).eval()
     sys.path.insert(0, str(HERE))
     from plain_unet import matched_plain_unet
 
@@ -195,7 +202,7 @@ def build_model(name: str) -> torch.nn.Module:
 def interleaved_worker(config: dict) -> None:
     """Time our generator and the plain U-Net alternately in one process (A, B, A, B, ...): whatever else runs
     on the machine slows both alike, so their ratio is steadier than that of two separate processes."""
-    models = {name: build_model(name) for name in ("generator", "plain_unet")}
+    models = {name: build_model(name) for name in COMPARED}
     x = torch.rand(1, 3, config["height"], config["width"])
     times = {name: [] for name in models}
     with torch.inference_mode():
@@ -251,9 +258,12 @@ def worker(config: dict, threads: int) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def configurations(large_repeats: int = 1) -> list[dict]:
+COMPARED = ("generator", "generator_stem1", "plain_unet")
+
+
+def configurations(large_repeats: int = 1, compare_only: bool = False) -> list[dict]:
     configs = []
-    for size, (height, width) in SIZES.items():
+    for size, (height, width) in {} if compare_only else SIZES.items():
         # 1680×1120 runs take seconds each: no warm-up (first-call overhead is small beside them).
         warmup, repeats = (1, 3) if size == "512" else (0, large_repeats)
         for dtype in ("fp32", "bf16"):
@@ -275,7 +285,7 @@ def configurations(large_repeats: int = 1) -> list[dict]:
                 )
     # Generator vs plain U-Net: peak memory from one run each in its own process, latency interleaved.
     direct = dict(size="512", height=512, width=512, tile=None, overlap=0, dtype="fp32")
-    configs += [dict(net=net, path="direct", warmup=0, repeats=1, **direct) for net in ("generator", "plain_unet")]
+    configs += [dict(net=net, path="direct", warmup=0, repeats=1, **direct) for net in COMPARED]
     configs.append(dict(net="pair", path="interleaved", warmup=1, repeats=5, **direct))
     return configs
 
@@ -284,6 +294,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser)
     parser.add_argument("--large_repeats", type=int, default=1, help="Timed runs at 1680×1120 (default 1: < 3 min).")
+    parser.add_argument("--compare_only", action="store_true", help="Only the 512×512 generator vs plain U-Net comparison.")
     args = parser.parse_args()
     if args.worker:
         worker(json.loads(args.worker), args.threads)
@@ -291,7 +302,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"Generator benchmark · {machine_line(args.threads)}\n")
     results = []
-    for config in configurations(args.large_repeats):
+    for config in configurations(args.large_repeats, args.compare_only):
         measured = run_worker(Path(__file__), config, args.threads)
         results.append({**config, **measured})
         if "interleaved" in measured:
@@ -312,17 +323,14 @@ def main() -> None:
             if r["path"] == "pipeline" and r["size"] == size and r["dtype"] == dtype and bool(r["tile"]) == tiled
         )
 
-    rows = []
-    for r in results:
-        if r["path"] != "pipeline":
-            continue
-        rows.append(latency_row(r))
-    print()
-    print(markdown_table(LATENCY_HEADERS, rows))
+    rows = [latency_row(r) for r in results if r["path"] == "pipeline"]
+    if rows:
+        print()
+        print(markdown_table(LATENCY_HEADERS, rows))
 
     # Side-by-side ratios.
     ratio_rows = []
-    for size in SIZES:
+    for size in [] if args.compare_only else SIZES:
         pairs = [
             (f"tiled / whole, {size}, {d}", pipeline_run(size, d, True), pipeline_run(size, d, False)) for d in DTYPES
         ]
@@ -335,52 +343,41 @@ def main() -> None:
             for t in (False, True)
         ]
         ratio_rows += [[name, *ratios(a, b)] for name, a, b in pairs]
-    print()
-    print(markdown_table(["ratio (same run)", "latency", "Δ peak memory"], ratio_rows))
+    if ratio_rows:
+        print()
+        print(markdown_table(["ratio (same run)", "latency", "Δ peak memory"], ratio_rows))
 
     # Our generator vs the plain U-Net of equal parameter count, 512×512 fp32.
-    ours, unet = build_model("generator"), build_model("plain_unet")
     x = torch.rand(1, 3, 512, 512)
-    comparison = {}
+    built = {name: build_model(name) for name in COMPARED}
     interleaved = find(path="interleaved")["interleaved"]
-    for name, model in (("generator", ours), ("plain_unet", unet)):
-        comparison[name] = {
+    comparison = {
+        name: {
             "params": sum(p.numel() for p in model.parameters()),
             "gmacs": gmacs(model, x),
             "seconds": best(interleaved[name]),
             "delta_peak_mb": delta_peak(find(path="direct", net=name)),
         }
-    dpdd_gmacs = gmacs(ours, torch.rand(1, 3, 1120, 1680))
-    g, u = comparison["generator"], comparison["plain_unet"]
+        for name, model in built.items()
+    }
+    dpdd_gmacs = gmacs(built["generator"], torch.rand(1, 3, 1120, 1680))
+    unet = built["plain_unet"]
+    labels = {
+        "generator": "DefocusGAN generator (default)",
+        "generator_stem1": "same, first layout (stem_stride=1, DGB levels 4/3/2)",
+        "plain_unet": f"plain U-Net (base {unet.encoders[0][0].out_channels}, depth 4)",
+    }
+    keys = ("params", "gmacs", "seconds", "delta_peak_mb")
+    formats = ("{:.2f}", "{:.1f}", "{:.3f}", "{:.0f}")
+    rows = [
+        [labels[name], *(f.format(c[k] / (1e6 if k == "params" else 1)) for k, f in zip(keys, formats))]
+        for name, c in comparison.items()
+    ]
+    u = comparison["plain_unet"]
+    for name in ("generator", "generator_stem1"):
+        rows.append([f"ratio {name} / U-Net", *(f"{comparison[name][k] / u[k]:.2f}" for k in keys)])
     print()
-    print(
-        markdown_table(
-            ["512×512, fp32, direct call", "params (M)", "GMACs", "latency (s, interleaved)", "Δ peak (MB)"],
-            [
-                [
-                    "DefocusGAN generator",
-                    f"{g['params'] / 1e6:.2f}",
-                    f"{g['gmacs']:.1f}",
-                    f"{g['seconds']:.3f}",
-                    f"{g['delta_peak_mb']:.0f}",
-                ],
-                [
-                    f"plain U-Net (base {unet.encoders[0][0].out_channels}, depth 4)",
-                    f"{u['params'] / 1e6:.2f}",
-                    f"{u['gmacs']:.1f}",
-                    f"{u['seconds']:.3f}",
-                    f"{u['delta_peak_mb']:.0f}",
-                ],
-                [
-                    "ratio generator / U-Net",
-                    f"{g['params'] / u['params']:.2f}",
-                    f"{g['gmacs'] / u['gmacs']:.2f}",
-                    f"{g['seconds'] / u['seconds']:.2f}",
-                    f"{g['delta_peak_mb'] / u['delta_peak_mb']:.2f}",
-                ],
-            ],
-        )
-    )
+    print(markdown_table(["512×512, fp32, direct call", "params (M)", "GMACs", "latency (s, interleaved)", "Δ peak (MB)"], rows))
     print(f"\nGenerator GMACs at 1680×1120: {dpdd_gmacs:.1f}")
     save_json(
         args.output,

@@ -9,6 +9,7 @@ from defocusgan_hf.models import (
     defocus_masks,
     guidance_weight_at,
 )
+from defocusgan_hf.models.blocks import ChannelAttention
 
 TINY_DEBLUR = dict(level_channels=(4, 4, 8, 8, 8), branch_depths=(0, 1, 1, 1))
 TINY_DEFOCUS = dict(level_channels=(4, 8, 8), branch_depths=(1, 1))
@@ -46,8 +47,12 @@ def test_generator_starts_as_the_identity():
 def test_generator_gradient_reaches_every_parameter():
     model = DefocusDeblurNet(**TINY_DEBLUR)
     torch.nn.init.normal_(model.tail.weight, std=0.1)
-    image = torch.rand(1, 3, 32, 32) * 0.5 + 0.25
-    model(image, torch.randn(1, 1, 32, 32) * 5, guidance_weight=0.5).sample.mean().backward()
+    # Connectivity, not init luck: a 4-unit squeeze layer of channel attention can start with every ReLU off.
+    for module in model.modules():
+        if isinstance(module, ChannelAttention):
+            torch.nn.init.constant_(module.gate[1].bias, 1.0)
+    image = torch.rand(2, 3, 64, 64) * 0.5 + 0.25
+    model(image, torch.randn(2, 1, 64, 64) * 5, guidance_weight=0.5).sample.mean().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
     assert missing == []
 
@@ -92,11 +97,34 @@ def test_generator_single_scale_and_plain_conv_ablations():
         (dict(mask_thresholds=(1.0, 2.0)), "increasing `mask_thresholds`"),
         (dict(level_channels=(8, 8)), "needs 5 positive entries"),
         (dict(block_type="transformer"), "block_type"),
+        (dict(stem_stride=3), "`stem_stride` must be a power of 2"),
+        (dict(stem_stride=4), "must all be >= 2 x `stem_stride`"),
     ],
 )
 def test_generator_rejects_bad_configs(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DefocusDeblurNet(**kwargs)
+
+
+def test_default_generator_runs_no_branch_at_full_resolution():
+    """The stride-2 stem: every branch unit sees at most a quarter of the input pixels (the cost of issue #2)."""
+    model = DefocusDeblurNet()
+    seen = []
+    for module in model.block.modules():
+        if isinstance(module, torch.nn.Conv2d) and module.kernel_size == (3, 3):
+            module.register_forward_hook(lambda m, i, o: seen.append(o.shape[-2] * o.shape[-1]))
+    model(torch.rand(1, 3, 64, 64))
+    assert seen and max(seen) == 32 * 32
+
+
+def test_generator_layouts_share_state_dict_keys():
+    """The default layout (stride-2 stem, DGB levels 4/3/3) keeps the keys of the first one (full-resolution
+    stem, levels 4/3/2), so each checkpoint loads by its config alone (only head and tail change shape)."""
+    first_layout = DefocusDeblurNet(**TINY_DEBLUR, stem_stride=1, levels_per_scale=(4, 3, 2))
+    model = DefocusDeblurNet(**TINY_DEBLUR)
+    assert model.state_dict().keys() == first_layout.state_dict().keys()
+    assert (model.head.in_channels, model.tail.out_channels) == (12, 12)
+    assert (first_layout.head.in_channels, first_layout.tail.out_channels) == (3, 3)
 
 
 def test_generator_rejects_bad_inputs():

@@ -3,6 +3,13 @@ blocks (DGB). Each DGB has 4 U-Net-like branches (plain conv / 1 / 2 / 3 RCAB pe
 CoC map gate the branches with weight w, ``gate = mask * w + (1 - w)``, and training anneals w to 0 so that
 inference takes the image alone. The coarse scales (1/4, 1/8) re-enter the same branch modules at deeper
 pyramid levels (shared weights, fewer levels): the paper's "smaller DGBs at coarse scales".
+
+Cost: the pyramid starts at stride 2 behind a lossless space-to-depth stem (``stem_stride=2``: pixel unshuffle
++ 3x3 conv in, 3x3 conv + pixel shuffle out, as in FFDNet), so no branch runs at full resolution, and the 1/8
+DGB reaches stride 32, where most parameters sit (128 channels at 1/1024 of the pixels). At 512x512 this is 6.7
+GMACs instead of 25.9 for the first layout (``stem_stride=1``, DGB levels 4/3/2, kept for the checkpoints trained
+with it), with the same parameters: ``python benchmarks/bench_generator.py --compare_only`` measures both beside
+a plain U-Net of equal size.
 """
 
 from __future__ import annotations
@@ -57,14 +64,16 @@ class DefocusDeblurNet(StrictConfigModel):
     -> :class:`DefocusDeblurNetOutput` with the restored image in [0, 1] (residual on the input, clamped).
 
     Args:
-        level_channels: channels of pyramid level l, which works at stride ``2**l``. Narrow at full resolution,
-            wide at low resolution: that is where the parameters are cheap to run.
+        level_channels: channels of pyramid level l, which works at stride ``stem_stride * 2**l``. Narrow at high
+            resolution, wide at low resolution: that is where the parameters are cheap to run.
         branch_depths: per branch, 0 = a plain 3x3 conv layer, n = n RCABs per layer (paper: 0, 1, 2, 3).
         block_type: ``"rcab"``, or ``"conv"`` for Table 4's ablation without RCAB (each RCAB -> two plain convs).
         scales: downsampling factor of each DGB (powers of 2, the first 1). ``(1,)`` is Table 4's single scale.
         levels_per_scale: pyramid levels (U-Net depth) of the DGB at each scale; 4 levels = 8 layers per branch.
         mask_thresholds: |CoC| bin edges in px that cut the 4 defocus masks.
         max_coc: largest CoC radius in px that the guidance map may hold.
+        stem_stride: stride of level 0 (a power of 2): the image enters by pixel unshuffle and leaves by pixel
+            shuffle, both lossless. A scale's DGB starts at the level of its own stride (scale 1: level 0).
     """
 
     @register_to_config
@@ -75,9 +84,10 @@ class DefocusDeblurNet(StrictConfigModel):
         branch_depths: tuple[int, ...] = (0, 1, 2, 3),
         block_type: str = "rcab",
         scales: tuple[int, ...] = (1, 4, 8),
-        levels_per_scale: tuple[int, ...] = (4, 3, 2),
+        levels_per_scale: tuple[int, ...] = (4, 3, 3),
         mask_thresholds: tuple[float, ...] = (1.9, 4.2, 6.2),
         max_coc: float = 25.0,
+        stem_stride: int = 2,
     ):
         super().__init__()
         level_channels, branch_depths = tuple(level_channels), tuple(branch_depths)
@@ -92,13 +102,19 @@ class DefocusDeblurNet(StrictConfigModel):
             )
         if block_type not in ("rcab", "conv"):
             raise ValueError(f"`block_type` must be 'rcab' or 'conv', got {block_type!r}.")
-        self.first_levels = tuple(int(math.log2(s)) for s in scales)
+        if stem_stride < 1 or stem_stride & (stem_stride - 1):
+            raise ValueError(f"`stem_stride` must be a power of 2, got {stem_stride}.")
+        stem_level = int(math.log2(stem_stride))
+        self.first_levels = tuple(max(int(math.log2(s)) - stem_level, 0) for s in scales)
+        if len(set(self.first_levels)) != len(scales):
+            raise ValueError(f"`scales` {scales} must all be >= 2 x `stem_stride` ({stem_stride}) but the first.")
         deepest = max(f + n for f, n in zip(self.first_levels, levels_per_scale))
         if len(level_channels) < deepest or min(level_channels) < 1:
             raise ValueError(f"`level_channels` needs {deepest} positive entries for these scales, got {level_channels}.")
-        self.stride = 2 ** (deepest - 1)
+        self.stride = stem_stride * 2 ** (deepest - 1)
 
-        self.head = conv3x3(in_channels, level_channels[0])
+        # The stem: pixel (un)shuffle around `head` and `tail` in forward (no parameters: same keys for every stride).
+        self.head = conv3x3(in_channels * stem_stride**2, level_channels[0])
         self.block = MultiBranchBlock(level_channels[:deepest], branch_depths, block_type)
         # Between scales: the finer scale's output is pooled and projected, the downsampled image is added in.
         self.scale_downs = nn.ModuleList()
@@ -108,7 +124,7 @@ class DefocusDeblurNet(StrictConfigModel):
             self.scale_downs.append(conv1x1(level_channels[fine], level_channels[coarse]))
             self.image_heads.append(conv3x3(in_channels, level_channels[coarse]))
             self.scale_ups.append(conv1x1(level_channels[coarse], level_channels[fine]))
-        self.tail = conv3x3(level_channels[0], in_channels)
+        self.tail = conv3x3(level_channels[0], in_channels * stem_stride**2)
         nn.init.zeros_(self.tail.weight)  # starts as the identity: restored == input
         nn.init.zeros_(self.tail.bias)
 
@@ -141,21 +157,22 @@ class DefocusDeblurNet(StrictConfigModel):
         x, (h, w) = pad_to_multiple(image, self.stride)
         gates = self.guidance_gates(None if coc is None else pad_to_multiple(coc, self.stride)[0], guidance_weight)
         outputs = []
-        features = self.head(x)
+        features = self.head(F.pixel_unshuffle(x, self.config.stem_stride))
+        stem = self.config.stem_stride
         for index, (scale, first, levels) in enumerate(zip(self.config.scales, self.first_levels, self.config.levels_per_scale)):
+            stride = stem * 2**first  # of this scale's features: `scale` itself, but for scale 1
             if index > 0:
-                factor = scale // self.config.scales[index - 1]
-                features = self.scale_downs[index - 1](F.avg_pool2d(features, factor))
+                features = self.scale_downs[index - 1](F.avg_pool2d(features, 2 ** (first - self.first_levels[index - 1])))
                 features = features + self.image_heads[index - 1](F.avg_pool2d(x, scale))
-            scale_gates = None if gates is None else F.avg_pool2d(gates, scale) if scale > 1 else gates
+            scale_gates = None if gates is None else F.avg_pool2d(gates, stride) if stride > 1 else gates
             features = self.block(features, first, levels, scale_gates)
             outputs.append(features)
         fused = outputs[-1]
         for index in range(len(outputs) - 2, -1, -1):
-            factor = self.config.scales[index + 1] // self.config.scales[index]
+            factor = 2 ** (self.first_levels[index + 1] - self.first_levels[index])
             up = F.interpolate(fused, scale_factor=float(factor), mode="bilinear", align_corners=False)
             fused = outputs[index] + self.scale_ups[index](up)
-        restored = (x + self.tail(fused)).clamp(0.0, 1.0)[..., :h, :w]
+        restored = (x + F.pixel_shuffle(self.tail(fused), self.config.stem_stride)).clamp(0.0, 1.0)[..., :h, :w]
         if not return_dict:
             return (restored,)
         return DefocusDeblurNetOutput(sample=restored)
