@@ -125,6 +125,16 @@ def test_defocus_map_schedule_resume_and_outputs(tmp_path, valset):
     launch("train_defocus_map.py", [*args, "--resume_from_checkpoint", "latest", "--max_train_steps", "5"])
     assert sorted(read_log(out)) == [5]
 
+    # --init_from continues from the net *and* the kernel it learnt (net-only steps leave the kernel as loaded).
+    again = tmp_path / "map-continued"
+    launch(
+        "train_defocus_map.py",
+        ["--output_dir", str(again), "--init_from", str(out), "--max_coc", "6", "--max_train_steps", "1",
+         "--net_only_steps", "5", "--validation_dir", "", *COMMON],
+    )  # fmt: skip
+    continued = LearnableBlurKernel.from_pretrained(again / "blur_kernel")
+    torch.testing.assert_close(continued(), LearnableBlurKernel.from_pretrained(out / "blur_kernel")(), rtol=0, atol=0)
+
 
 def test_defocus_map_two_processes(tmp_path):
     out = tmp_path / "map-ddp"

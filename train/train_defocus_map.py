@@ -131,6 +131,17 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     kernel = LearnableBlurKernel(
         max_radius=int(round(args.max_coc)), mode=args.kernel_mode, init=init, learnable=args.kernel == "learnable"
     )
+    learned_kernel = Path(args.init_from) / "blur_kernel" if args.init_from else None
+    if args.kernel == "learnable" and learned_kernel is not None and learned_kernel.is_dir():
+        # Continue from the kernel learnt with that net, not from Eq. 3's initial shape.
+        saved = LearnableBlurKernel.from_pretrained(learned_kernel)
+        if (saved.config.mode, saved.config.max_radius) != (args.kernel_mode, kernel.config.max_radius):
+            raise SystemExit(
+                f"--init_from's blur_kernel is a {saved.config.mode!r} kernel up to {saved.config.max_radius} px; this "
+                f"run asks for {args.kernel_mode!r} up to {kernel.config.max_radius} px (--kernel_mode, --max_coc)."
+            )
+        kernel.load_state_dict(saved.state_dict())
+        logger.info(f"Blur kernel initialised from {learned_kernel}.")
     optimizer_net = torch.optim.Adam(net.parameters(), lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2))
     kernel_params = [p for p in kernel.parameters() if p.requires_grad]
     optimizer_kernel = torch.optim.Adam(
