@@ -63,7 +63,9 @@ from .tiling import tiled_apply
 
 OUTPUT_FILES = ("results.md", "results.json", "per_image.csv")
 DECONV_METHODS = {"wiener": "wiener", "rl": "richardson_lucy"}
-MAP_SOURCES = ("true_map", "estimated_map")
+# mean_map: one constant, the mean |CoC| of the evaluated set's true maps, everywhere (the baseline a stage-1 map
+# must beat: issue #4 asks for half its |CoC| error).
+MAP_SOURCES = ("true_map", "estimated_map", "mean_map")
 BASELINES = ("input",) + tuple(f"{d}_{m}" for d in DECONV_METHODS for m in MAP_SOURCES)
 KERNEL_SUBFOLDER = "blur_kernel"
 ABLATION_VARIANTS = ("gaussian", "butterworth", "learnable")
@@ -202,7 +204,7 @@ class Method:
     """One row of the table.
 
     ``kind``: ``"input"``, ``"model"`` (the generator) or ``"deconv"`` (map + deconvolution). For ``"deconv"``,
-    ``map_source`` is ``"true_map"`` or ``"estimated_map"``, ``defocus_net`` the stage-1 net of an estimated map,
+    ``map_source`` is ``"true_map"``, ``"estimated_map"`` or ``"mean_map"``, ``defocus_net`` the stage-1 net of an estimated map,
     ``kernels`` the bank ``(S, R + 1, K, K)`` and ``deconv`` ``"wiener"`` or ``"richardson_lucy"``.
     """
 
@@ -255,6 +257,13 @@ class EvaluationResult:
     notes: list[str]
 
 
+def mean_abs_coc_of(data: EvalData) -> float:
+    """Mean |CoC| in px over every pixel of the evaluated samples' true maps."""
+    if not data.has_coc:
+        raise ValueError(f"A mean-map row needs ground-truth CoC maps, which the {data.kind} data lacks.")
+    return float(np.mean([data.dataset[i]["coc"].abs().numpy().mean() for i in data.indices]))
+
+
 def evaluate_methods(
     data: EvalData,
     methods: Sequence[Method],
@@ -272,6 +281,7 @@ def evaluate_methods(
     protocol = get_protocol(protocol)
     rows: list[dict] = []
     estimated_cache: dict[int, np.ndarray] = {}
+    mean_abs_coc = mean_abs_coc_of(data) if any(m.map_source == "mean_map" for m in methods) else None
     for index in tqdm(data.indices, desc=f"evaluating ({protocol.name} protocol)", disable=not progress):
         sample = data.dataset[index]
         name = str(sample.get("name", f"{index:04d}"))
@@ -293,6 +303,9 @@ def evaluate_methods(
             else:
                 if method.map_source == "true_map":
                     coc = true_coc
+                elif method.map_source == "mean_map":
+                    coc = np.full_like(true_coc, mean_abs_coc)
+                    coc_values = coc_errors(coc, true_coc)
                 else:  # one map per stage-1 net and image (its time counts for the first row that uses it)
                     key = id(method.defocus_net)
                     if key not in estimated_cache:
@@ -529,6 +542,16 @@ def build_methods(args: argparse.Namespace, data: EvalData) -> list[Method]:
                 details={"kernels": "fixed butterworth bank"},
             )
         )
+        methods.append(
+            Method(
+                "wiener_mean_map",
+                "Mean |CoC| map (constant) + Wiener",
+                "deconv",
+                "mean_map",
+                kernels=load_kernels("butterworth"),
+                details={"kernels": "fixed butterworth bank"},
+            )
+        )
         for variant in ABLATION_VARIANTS:
             if variant not in variants:
                 continue
@@ -582,15 +605,15 @@ def build_methods(args: argparse.Namespace, data: EvalData) -> list[Method]:
         deconv_key, map_source = key.split("_", 1)
         deconv = DECONV_METHODS[deconv_key]
         deconv_label = "Wiener" if deconv == "wiener" else "Richardson–Lucy"
-        if map_source == "true_map":
+        if map_source in ("true_map", "mean_map"):
             if not data.has_coc:
                 raise ValueError(f"Baseline {key!r} needs ground-truth CoC maps, which the {data.kind} data lacks.")
             methods.append(
                 Method(
                     key,
-                    f"True map + {deconv_label}",
+                    f"{'True map' if map_source == 'true_map' else 'Mean |CoC| map (constant)'} + {deconv_label}",
                     "deconv",
-                    "true_map",
+                    map_source,
                     kernels=load_kernels("butterworth"),
                     deconv=deconv,
                     details={"kernels": "fixed butterworth bank"},

@@ -196,8 +196,14 @@ def test_kernel_ablation_has_one_row_per_kernel_with_its_coc_error(valset, tmp_p
     assert code == 0, printed.err
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert list(results["methods"]) == [
-        "input", "wiener_true_map", "ablation_gaussian", "ablation_butterworth", "ablation_learnable"
+        "input", "wiener_true_map", "wiener_mean_map", "ablation_gaussian", "ablation_butterworth", "ablation_learnable"
     ]  # fmt: skip
+    # The mean-map row: one constant, the set's mean |CoC|, and its |CoC| error.
+    from defocusgan_hf.data import ValidationSet
+
+    true = torch.stack([s["coc"].abs() for s in ValidationSet(valset)])
+    expected = (true - true.mean()).abs().mean().item()
+    assert results["results"]["wiener_mean_map"]["all"]["abs_coc_mae"] == pytest.approx(expected, rel=1e-4)
     assert results["methods"]["ablation_learnable"]["kernels"].startswith("kernel saved with")
     assert results["methods"]["ablation_gaussian"]["kernels"] == "fixed gaussian bank"
     assert all("coc_mae" in results["results"][k]["all"] for k in results["methods"] if k.startswith("ablation"))
