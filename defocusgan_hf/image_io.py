@@ -703,6 +703,19 @@ def _png_with_chunks(png: bytes, icc_profile: bytes | None = None, exif: bytes |
     return b"".join(parts)
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where Linux tells it (os.umask would, for every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _write_bytes(path: Path, data: bytes, overwrite: bool) -> None:
     """Write ``data`` to ``path``: exclusively (never replacing a file) or, with ``overwrite``, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -720,6 +733,8 @@ def _write_bytes(path: Path, data: bytes, overwrite: bool) -> None:
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
+        # mkstemp creates 0600 files: keep the replaced file's mode, or take the one a plain open() would give.
+        os.chmod(temporary, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

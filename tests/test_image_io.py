@@ -1,8 +1,10 @@
+
 """Tests of defocusgan_hf.image_io: validated loading, conversions, 16-bit files, safe saving, defocus maps."""
 
 from __future__ import annotations
 
 import io
+import os
 import struct
 import time
 import warnings
@@ -315,9 +317,21 @@ def test_save_image_never_overwrites_unless_asked(tmp_path, rgb8):
     with pytest.raises(FileExistsError, match="already exists"):
         save_image(rgb8 / 255.0, path)
     assert path.read_bytes() == b"precious"
+    path.chmod(0o640)
     save_image(rgb8 / 255.0, path, overwrite=True)
     np.testing.assert_array_equal(np.asarray(Image.open(path)), rgb8)
     assert [p.name for p in tmp_path.iterdir()] == ["x.png"]  # no temporary file left behind
+    assert path.stat().st_mode & 0o777 == 0o640  # the replaced file's mode is kept
+
+
+def test_overwritten_new_file_gets_the_usual_mode(tmp_path, rgb8):
+    previous = os.umask(0o022)
+    try:
+        save_image(rgb8 / 255.0, tmp_path / "new.png", overwrite=True)
+        save_image(rgb8 / 255.0, tmp_path / "plain.png")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "new.png").stat().st_mode & 0o777 == (tmp_path / "plain.png").stat().st_mode & 0o777 == 0o644
 
 
 def test_save_image_rejects_16bit_jpeg_and_unknown_extensions(tmp_path, rgb8):
