@@ -58,8 +58,16 @@ def test_defocusgan_resume_continues_with_the_same_losses(tmp_path, valset):
     assert list((out / "validation").glob("step-*.png"))
 
     (out / "train_log.jsonl").unlink()
-    launch("train_defocusgan.py", [*args, "--resume_from_checkpoint", str(out / "checkpoint-2")])
+    launch("train_defocusgan.py", [*args, "--resume_from_checkpoint", str(out / "checkpoint-2"), "--save_dtype", "fp16"])
     resumed = read_log(out)
+    # --save_dtype fp16: half-size weight files that load as an fp32 model.
+    from safetensors import safe_open
+
+    from defocusgan_hf.pipelines import DefocusDeblurPipeline
+
+    with safe_open(out / "pipeline" / "deblur_net" / "diffusion_pytorch_model.safetensors", "pt") as weights:
+        assert {weights.get_tensor(k).dtype for k in weights.keys()} == {torch.float16}
+    assert DefocusDeblurPipeline.from_pretrained(out / "pipeline").deblur_net.dtype == torch.float32
     assert sorted(resumed) == [3, 4]
     for step in (3, 4):
         assert resumed[step]["loss/total"] == pytest.approx(first[step]["loss/total"], rel=1e-5, abs=1e-7)

@@ -211,7 +211,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         out = Path(args.output_dir)
-        accelerator.unwrap_model(net).save_pretrained(out / "defocus_net")
+        tu.for_export(accelerator.unwrap_model(net), args).save_pretrained(out / "defocus_net")
         accelerator.unwrap_model(kernel).save_pretrained(out / "blur_kernel")
         tu.write_model_card(
             out / "defocus_net",

@@ -302,7 +302,11 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         stage1 = args.defocus_model or args.bundle_defocus_model
         if defocus_net is None and stage1:
             defocus_net = load_defocus_net(stage1)
-        pipe = DefocusDeblurPipeline(deblur_net=final.eval(), defocus_net=defocus_net, blur_kernel=load_blur_kernel(stage1))
+        pipe = DefocusDeblurPipeline(
+            deblur_net=tu.for_export(final.eval(), args),
+            defocus_net=None if defocus_net is None else tu.for_export(defocus_net, args),
+            blur_kernel=load_blur_kernel(stage1),
+        )
         pipeline_dir = Path(args.output_dir) / "pipeline"
         pipe.save_pretrained(pipeline_dir)
         tu.write_model_card(

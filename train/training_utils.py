@@ -5,6 +5,7 @@ step-indexed data (exact resume), and model cards. Scripts import it as a siblin
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import math
@@ -50,11 +51,18 @@ def add_common_args(parser: argparse.ArgumentParser, default_output_dir: str, de
     add("--checkpoints_total_limit", type=int, default=3, help="Keep at most this many checkpoint-N folders.")
     add("--resume_from_checkpoint", default=None, help='A checkpoint-N folder, or "latest".')
     add("--validation_steps", type=int, default=1000, help="Validate (metrics + images) every N steps.")
+    add("--save_dtype", default="fp32", choices=["fp32", "fp16"],
+        help="Precision of the final exported networks (from_pretrained upcasts to fp32): fp16 halves the files.")
     add("--push_to_hub", action="store_true", help="Push the final pipeline folder and its model card to the Hub.")
     add("--hub_model_id", default=None, help="Hub repo id for --push_to_hub.")
     add("--seed", type=int, default=0, help="Seed of the model init and of the data stream.")
     add("--dataloader_num_workers", type=int, default=0)
     add("--num_threads", type=int, default=None, help="torch CPU threads per process (default: torch's choice).")
+
+
+def for_export(model: torch.nn.Module, args: argparse.Namespace) -> torch.nn.Module:
+    """The model to ``save_pretrained`` at the end of training: itself, or an fp16 copy (``--save_dtype fp16``)."""
+    return copy.deepcopy(model).half() if args.save_dtype == "fp16" else model
 
 
 def make_accelerator(args: argparse.Namespace) -> Accelerator:
