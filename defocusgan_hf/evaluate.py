@@ -387,7 +387,8 @@ def format_table(result: EvaluationResult, title: str = "") -> str:
     for method in result.methods:
         entry = result.summary[method.key]
         cells = [_fmt(entry[g].get(m), m) for g, m in columns] + [_fmt(entry["all"].get("seconds"), "seconds")]
-        lines.append(f"| {method.label} | " + " | ".join(cells) + " |")
+        label = method.label.replace("|", "\\|")  # a "|" in a label would split the Markdown row
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -204,6 +204,7 @@ def test_kernel_ablation_has_one_row_per_kernel_with_its_coc_error(valset, tmp_p
     true = torch.stack([s["coc"].abs() for s in ValidationSet(valset)])
     expected = (true - true.mean()).abs().mean().item()
     assert results["results"]["wiener_mean_map"]["all"]["abs_coc_mae"] == pytest.approx(expected, rel=1e-4)
+    assert "| Mean \\|CoC\\| map (constant) + Wiener |" in printed.out  # escaped: one cell, not three
     assert results["methods"]["ablation_learnable"]["kernels"].startswith("kernel saved with")
     assert results["methods"]["ablation_gaussian"]["kernels"] == "fixed gaussian bank"
     assert all("coc_mae" in results["results"][k]["all"] for k in results["methods"] if k.startswith("ablation"))
