@@ -189,9 +189,7 @@ class DefocusApp:
         self.max_pixels, self.downscale_pixels = int(max_pixels), int(downscale_pixels)
         self.tile_size, self.tile_overlap = tile_size, tile_overlap
         self.pipe.set_progress_bar_config(desc="Processing tiles", leave=False)
-        for net in (pipe.deblur_net, pipe.defocus_net):
-            if net is not None:  # oneDNN's fast convolutions on CPU: 1.5x faster here, same output within 1e-6
-                net.to(memory_format=torch.channels_last)
+        self.pipe.enable_channels_last()
         self.upload_components: list[gr.components.Component] = []  # their example files are never deleted
 
     # -- requests ------------------------------------------------------------------------------------------------

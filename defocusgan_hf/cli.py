@@ -197,8 +197,8 @@ def _load_pipeline(model: str, device: str, dtype: str, quiet: bool = False) -> 
 
     # diffusers >= 0.36 calls the precision `dtype` (`torch_dtype` is deprecated); float32 is the default anyway.
     options = {} if dtype == "float32" else {"dtype": getattr(torch, dtype)}
-    pipeline = DefocusDeblurPipeline.from_pretrained(str(local) if local.exists() else model, **options)
-    return pipeline.to(device)
+    pipeline = DefocusDeblurPipeline.from_pretrained(str(local) if local.exists() else model, **options).to(device)
+    return pipeline.enable_channels_last() if pipeline.device.type == "cpu" else pipeline
 
 
 def _partial_state(args: argparse.Namespace) -> Any:

@@ -197,3 +197,16 @@ def test_missing_local_folder_gives_one_clear_error(tmp_path):
 def test_rejects_wrong_component_types():
     with pytest.raises(TypeError, match="deblur_net"):
         DefocusDeblurPipeline(deblur_net=torch.nn.Identity())
+
+
+def test_channels_last_pipeline_gives_the_same_result(image):
+    default, fast = tiny_pipeline(), tiny_pipeline().enable_channels_last()
+    assert fast.deblur_net.head.weight.is_contiguous(memory_format=torch.channels_last)
+    assert fast.defocus_net is not None
+    np.testing.assert_allclose(fast(image, output_type="np").images, default(image, output_type="np").images, atol=1e-5)
+    left, right = image, np.roll(image, 1, axis=1)
+    np.testing.assert_allclose(
+        fast.estimate_defocus_map(left, right, output_type="np").defocus_maps,
+        default.estimate_defocus_map(left, right, output_type="np").defocus_maps,
+        atol=1e-4,
+    )
