@@ -60,7 +60,7 @@ EXAMPLES_DIR = ROOT / "examples"
 MAX_PIXELS = 40_000_000
 """Refused above 40 MP (read from the header, nothing decoded): 40 MP as float32 RGB is already 0.5 GB."""
 DOWNSCALE_PIXELS = 12_000_000
-"""Downscaled to 12 MP above it: ≈45 s and 1.5 GB on 2 vCPUs, and enough for every phone's default resolution."""
+"""Downscaled to 12 MP above it: ≈11 s and 1.4 GB on 2 vCPUs (benchmarks/bench_app.py), and enough for every phone's default resolution."""
 TILE_SIZE, TILE_OVERLAP = 640, 64
 """Tiled inference (bounded memory, <1.1 GB in all). On 2 vCPUs, 640 px tiles deblur 1680×1120 faster than the
 pipeline's 512 (6 tiles instead of 12: less overlap) and than 768 or 1024 (more pixels, or slower per pixel)."""
