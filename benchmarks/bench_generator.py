@@ -181,8 +181,8 @@ def save_json(path: str | None, payload: dict) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-# The generator's first layout (levels from full resolution, DGB depths 4/3/2 by scale): the shipped CPU checkpoint
-# still uses it, and the comparison shows what the stride-2 stem and the deeper coarse DGBs changed.
+# The generator's first layout (levels from full resolution, DGB depths 4/3/2 by scale), still loadable by config:
+# the comparison shows what the stride-2 stem and the deeper coarse DGBs changed.
 FULL_RESOLUTION_LAYOUT = {"stem_stride": 1, "levels_per_scale": (4, 3, 2)}
 
 

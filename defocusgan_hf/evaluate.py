@@ -522,6 +522,24 @@ def _stage1_kernels(checkpoint: str | None, override: str | None, module=None) -
     return load_kernels("butterworth"), "fixed butterworth bank"
 
 
+def reference_map_method(key: str) -> Method:
+    """The row of a map that needs no stage-1 net (``"<deconv>_true_map"`` or ``"<deconv>_mean_map"``), deconvolved
+    with the fixed Butterworth bank."""
+    deconv_key, map_source = key.split("_", 1)
+    deconv = DECONV_METHODS[deconv_key]
+    deconv_label = "Wiener" if deconv == "wiener" else "Richardson–Lucy"
+    map_label = "True map" if map_source == "true_map" else "Mean |CoC| map (constant)"
+    return Method(
+        key,
+        f"{map_label} + {deconv_label}",
+        "deconv",
+        map_source,
+        kernels=load_kernels("butterworth"),
+        deconv=deconv,
+        details={"kernels": "fixed butterworth bank"},
+    )
+
+
 def build_methods(args: argparse.Namespace, data: EvalData) -> list[Method]:
     """The rows asked for by ``--model`` / ``--baselines`` (or ``--kernel_ablation``)."""
     methods: list[Method] = []
@@ -543,16 +561,7 @@ def build_methods(args: argparse.Namespace, data: EvalData) -> list[Method]:
                 details={"kernels": "fixed butterworth bank"},
             )
         )
-        methods.append(
-            Method(
-                "wiener_mean_map",
-                "Mean |CoC| map (constant) + Wiener",
-                "deconv",
-                "mean_map",
-                kernels=load_kernels("butterworth"),
-                details={"kernels": "fixed butterworth bank"},
-            )
-        )
+        methods.append(reference_map_method("wiener_mean_map"))
         for variant in ABLATION_VARIANTS:
             if variant not in variants:
                 continue
@@ -609,17 +618,7 @@ def build_methods(args: argparse.Namespace, data: EvalData) -> list[Method]:
         if map_source in ("true_map", "mean_map"):
             if not data.has_coc:
                 raise ValueError(f"Baseline {key!r} needs ground-truth CoC maps, which the {data.kind} data lacks.")
-            methods.append(
-                Method(
-                    key,
-                    f"{'True map' if map_source == 'true_map' else 'Mean |CoC| map (constant)'} + {deconv_label}",
-                    "deconv",
-                    map_source,
-                    kernels=load_kernels("butterworth"),
-                    deconv=deconv,
-                    details={"kernels": "fixed butterworth bank"},
-                )
-            )
+            methods.append(reference_map_method(key))
         else:
             if defocus_net is None:
                 raise ValueError(

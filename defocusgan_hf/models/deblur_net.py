@@ -157,8 +157,8 @@ class DefocusDeblurNet(StrictConfigModel):
         x, (h, w) = pad_to_multiple(image, self.stride)
         gates = self.guidance_gates(None if coc is None else pad_to_multiple(coc, self.stride)[0], guidance_weight)
         outputs = []
-        features = self.head(F.pixel_unshuffle(x, self.config.stem_stride))
         stem = self.config.stem_stride
+        features = self.head(F.pixel_unshuffle(x, stem))
         for index, (scale, first, levels) in enumerate(zip(self.config.scales, self.first_levels, self.config.levels_per_scale)):
             stride = stem * 2**first  # of this scale's features: `scale` itself, but for scale 1
             if index > 0:
@@ -172,7 +172,7 @@ class DefocusDeblurNet(StrictConfigModel):
             factor = 2 ** (self.first_levels[index + 1] - self.first_levels[index])
             up = F.interpolate(fused, scale_factor=float(factor), mode="bilinear", align_corners=False)
             fused = outputs[index] + self.scale_ups[index](up)
-        restored = (x + F.pixel_shuffle(self.tail(fused), self.config.stem_stride)).clamp(0.0, 1.0)[..., :h, :w]
+        restored = (x + F.pixel_shuffle(self.tail(fused), stem)).clamp(0.0, 1.0)[..., :h, :w]
         if not return_dict:
             return (restored,)
         return DefocusDeblurNetOutput(sample=restored)
