@@ -12,7 +12,9 @@ Rows ("methods"): the blurred input itself; the model (``--model``, a pipeline f
 two-stage baselines ``{wiener,rl}_{true,estimated}_map``: the CoC map (the ground-truth one of synthetic data,
 or the stage-1 net's estimate from the DP views) followed by layered non-blind deconvolution
 (:mod:`defocusgan_hf.deconvolution`). Columns: PSNR, SSIM, MAE, LPIPS (see :mod:`defocusgan_hf.metrics` for
-the protocols), and for estimated maps with ground truth the CoC error in pixels. On DPDD the 76 test scenes
+the protocols), for estimated maps with ground truth the CoC error in pixels, and for every map the stage-1
+objective itself (Eq. 2's reblur L1: how well that map, reblurring the sharp image with its row's kernels, explains
+the blurred one; measurable on DPDD too, where no true map exists). On DPDD the 76 test scenes
 are split into indoor (37) and outdoor (39) as in Table 1.
 
 ``--kernel_ablation`` is Table 5 on synthetic data: maps from stage-1 nets trained with a fixed Gaussian, a fixed
@@ -47,6 +49,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .deconvolution import DEFAULT_RL_ITERATIONS, DEFAULT_WIENER_BALANCE, layered_deconvolution
+from .losses import reblur_loss
 from .metrics import (
     DPDD_TEST_SIZE,
     METRIC_NAMES,
@@ -257,6 +260,18 @@ class EvaluationResult:
     notes: list[str]
 
 
+def map_reblur_l1(sharp: np.ndarray, blurred: np.ndarray, coc: np.ndarray, kernels: torch.Tensor) -> float:
+    """Eq. 2 for one map: mean |reblur(sharp, coc) - blurred| (images ``(H, W, 3)`` in [0, 1], ``coc`` ``(H, W)``
+    signed px, ``kernels`` ``(S, R + 1, K, K)``): the quantity stage 1 minimises, so the true map's value is what
+    a perfect stage-1 net would reach under that kernel."""
+
+    def as_batch(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).permute(2, 0, 1)[None]
+
+    with torch.no_grad():
+        return float(reblur_loss(as_batch(sharp), as_batch(blurred), as_batch(coc[..., None]), kernels))
+
+
 def mean_abs_coc_of(data: EvalData) -> float:
     """Mean |CoC| in px over every pixel of the evaluated samples' true maps."""
     if not data.has_coc:
@@ -292,7 +307,7 @@ def evaluate_methods(
         estimated_cache.clear()
         for method in methods:
             start = time.perf_counter()
-            coc_values = {}
+            map_values = {}
             if method.kind == "input":
                 restored = blurred
             elif method.kind == "model":
@@ -305,7 +320,7 @@ def evaluate_methods(
                     coc = true_coc
                 elif method.map_source == "mean_map":
                     coc = np.full_like(true_coc, mean_abs_coc)
-                    coc_values = coc_errors(coc, true_coc)
+                    map_values = coc_errors(coc, true_coc)
                 else:  # one map per stage-1 net and image (its time counts for the first row that uses it)
                     key = id(method.defocus_net)
                     if key not in estimated_cache:
@@ -315,12 +330,13 @@ def evaluate_methods(
                         )
                     coc = estimated_cache[key]
                     if true_coc is not None:
-                        coc_values = coc_errors(coc, true_coc)
+                        map_values = coc_errors(coc, true_coc)
+                map_values["reblur_l1"] = map_reblur_l1(sharp, blurred, coc, method.kernels)
                 restored = layered_deconvolution(blurred, coc, method.kernels, method.deconv, balance, num_iter)
             seconds = time.perf_counter() - start
             values = image_metrics(restored, sharp, protocol, lpips=None if lpips is None else lpips.distance)
             rows.append(
-                {"name": name, "group": group, "method": method.key, **values, **coc_values, "seconds": seconds}
+                {"name": name, "group": group, "method": method.key, **values, **map_values, "seconds": seconds}
             )
     groups = data.groups
     summary = {m.key: summarize([r for r in rows if r["method"] == m.key], groups) for m in methods}
@@ -347,14 +363,15 @@ def evaluate_methods(
 # ----------------------------------------------------------------------------------------------------------------
 
 
+VALUE_FORMATS = {"psnr": "{:.2f}", "ssim": "{:.3f}", "mae": "{:.4f}", "lpips": "{:.3f}", "reblur_l1": "{:.4f}"}
+
+
 def _fmt(value: float | None, metric: str) -> str:
     if value is None:
         return "–"
     if math.isinf(value):
         return "∞"
-    return {"psnr": f"{value:.2f}", "ssim": f"{value:.3f}", "mae": f"{value:.4f}", "lpips": f"{value:.3f}"}.get(
-        metric, f"{value:.2f}"
-    )
+    return VALUE_FORMATS.get(metric, "{:.2f}").format(value)
 
 
 COLUMN_NAMES = {
@@ -364,6 +381,7 @@ COLUMN_NAMES = {
     "lpips": "LPIPS↓",
     "coc_mae": "CoC MAE (px)↓",
     "abs_coc_mae": "\\|CoC\\| MAE (px)↓",
+    "reblur_l1": "Reblur L1 (Eq. 2)↓",
 }
 
 
@@ -374,6 +392,8 @@ def format_table(result: EvaluationResult, title: str = "") -> str:
     columns += [("all", m) for m in ("psnr", "ssim", "mae", "lpips")]
     if any("coc_mae" in result.summary[m.key]["all"] for m in result.methods):
         columns += [("all", "coc_mae"), ("all", "abs_coc_mae")]
+    if any("reblur_l1" in result.summary[m.key]["all"] for m in result.methods):
+        columns.append(("all", "reblur_l1"))
     headers = [f"{g.capitalize()} {COLUMN_NAMES[m]}" if split else COLUMN_NAMES[m] for g, m in columns]
     first = result.summary[result.methods[0].key]
     counts = ", ".join(f"{g} {first[g]['count']}" for g in result.groups if g != "all")

@@ -24,8 +24,16 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-METRIC_NAMES = ("psnr", "ssim", "mae", "lpips", "coc_mae", "abs_coc_mae")
-HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "mae": False, "lpips": False, "coc_mae": False, "abs_coc_mae": False}
+METRIC_NAMES = ("psnr", "ssim", "mae", "lpips", "coc_mae", "abs_coc_mae", "reblur_l1")
+HIGHER_IS_BETTER = {
+    "psnr": True,
+    "ssim": True,
+    "mae": False,
+    "lpips": False,
+    "coc_mae": False,
+    "abs_coc_mae": False,
+    "reblur_l1": False,
+}
 
 DPDD_TEST_SIZE = 76
 # 0-based indices into the 76 DPDD test scenes sorted by file name (facts.md): 37 indoor, the other 39 outdoor.

@@ -118,6 +118,10 @@ def test_synthetic_evaluation_writes_table_json_and_per_image_csv(valset, pipeli
     # CoC errors exist for the estimated map only (the true map's error would be 0 by definition).
     by_method = {r["method"]: r for r in rows}
     assert by_method["wiener_estimated_map"]["coc_mae"] and not by_method["wiener_true_map"]["coc_mae"]
+    # Eq. 2's reblur L1 is measured for every map row, never for the input or the model.
+    assert by_method["wiener_true_map"]["reblur_l1"] and by_method["wiener_estimated_map"]["reblur_l1"]
+    assert not by_method["input"]["reblur_l1"] and not by_method["model"]["reblur_l1"]
+    assert "Reblur L1 (Eq. 2)↓" in (out / "results.md").read_text()
     assert "| Stage-1 map + Wiener |" in (out / "results.md").read_text()
     assert results["methods"]["wiener_estimated_map"]["kernels"] == "the pipeline's blur_kernel"
 
@@ -228,3 +232,17 @@ def test_load_kernels_reads_a_saved_learned_kernel_and_kernel_files(tmp_path):
     save_file({"weight": torch.ones(2)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(ValueError, match="weight"):
         load_kernels(tmp_path / "other.safetensors")
+
+
+def test_map_reblur_l1_is_zero_for_the_map_that_made_the_blur():
+    from defocusgan_hf.evaluate import map_reblur_l1
+
+    generator = torch.Generator().manual_seed(0)
+    sharp = torch.rand(1, 3, 48, 48, generator=generator)
+    kernels = load_kernels("butterworth")
+    true_coc = torch.full((1, 1, 48, 48), 4.0)
+    blurred = reblur(sharp, true_coc, kernels)
+    as_hwc = lambda t: t[0].permute(1, 2, 0).numpy()  # noqa: E731
+    right = map_reblur_l1(as_hwc(sharp), as_hwc(blurred), true_coc[0, 0].numpy(), kernels)
+    wrong = map_reblur_l1(as_hwc(sharp), as_hwc(blurred), np.full((48, 48), 1.0, np.float32), kernels)
+    assert right < 1e-6 < 0.01 < wrong
