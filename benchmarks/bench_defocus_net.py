@@ -12,8 +12,6 @@ meaning of the columns.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -25,12 +23,12 @@ from bench_generator import (  # noqa: E402
     LATENCY_HEADERS,
     SIZES,
     TILES,
-    add_common_args,
     best,
     gmacs,
     latency_row,
     machine_line,
     markdown_table,
+    parse_benchmark_args,
     ratios,
     rss_mb,
     run_worker,
@@ -64,13 +62,9 @@ def worker(config: dict, threads: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser)
-    args = parser.parse_args()
-    if args.worker:
-        worker(json.loads(args.worker), args.threads)
+    args = parse_benchmark_args(__doc__, worker)
+    if args is None:
         return
-    torch.set_num_threads(args.threads)
     print(f"Defocus-map net benchmark · {machine_line(args.threads)}\n")
     results = []
     for size, (height, width) in SIZES.items():

@@ -168,6 +168,22 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
 
 
+def parse_benchmark_args(description: str, worker_fn, extra_args=None) -> argparse.Namespace | None:
+    """The command line every benchmark shares. In a worker process (``--worker CONFIG``, started by
+    :func:`run_worker`), run ``worker_fn(config, threads)`` and return ``None``; in the parent, return the
+    arguments with torch's thread count set. ``extra_args(parser)`` adds a script's own flags."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(parser)
+    if extra_args is not None:
+        extra_args(parser)
+    args = parser.parse_args()
+    if args.worker:
+        worker_fn(json.loads(args.worker), args.threads)
+        return None
+    torch.set_num_threads(args.threads)
+    return args
+
+
 def save_json(path: str | None, payload: dict) -> None:
     """Print the load average at the end (interference shows there), and write ``payload`` to ``path``."""
     print(f"\nLoad average at the end: {load_average()} (1, 5, 15 min).")
@@ -290,16 +306,17 @@ def configurations(large_repeats: int = 1, compare_only: bool = False) -> list[d
     return configs
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser)
+def generator_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--large_repeats", type=int, default=1, help="Timed runs at 1680×1120 (default 1: < 3 min).")
-    parser.add_argument("--compare_only", action="store_true", help="Only the 512×512 generator vs plain U-Net comparison.")
-    args = parser.parse_args()
-    if args.worker:
-        worker(json.loads(args.worker), args.threads)
+    parser.add_argument(
+        "--compare_only", action="store_true", help="Only the 512×512 generator vs plain U-Net comparison."
+    )
+
+
+def main() -> None:
+    args = parse_benchmark_args(__doc__, worker, generator_args)
+    if args is None:
         return
-    torch.set_num_threads(args.threads)
     print(f"Generator benchmark · {machine_line(args.threads)}\n")
     results = []
     for config in configurations(args.large_repeats, args.compare_only):
@@ -377,7 +394,11 @@ def main() -> None:
     for name in ("generator", "generator_stem1"):
         rows.append([f"ratio {name} / U-Net", *(f"{comparison[name][k] / u[k]:.2f}" for k in keys)])
     print()
-    print(markdown_table(["512×512, fp32, direct call", "params (M)", "GMACs", "latency (s, interleaved)", "Δ peak (MB)"], rows))
+    print(
+        markdown_table(
+            ["512×512, fp32, direct call", "params (M)", "GMACs", "latency (s, interleaved)", "Δ peak (MB)"], rows
+        )
+    )
     print(f"\nGenerator GMACs at 1680×1120: {dpdd_gmacs:.1f}")
     save_json(
         args.output,

@@ -13,8 +13,6 @@ One fresh subprocess per configuration (honest peak RSS); see ``bench_generator.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -23,10 +21,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_generator import (  # noqa: E402
-    add_common_args,
     best,
     machine_line,
     markdown_table,
+    parse_benchmark_args,
     rss_mb,
     run_worker,
     save_json,
@@ -85,11 +83,8 @@ CONFIGS = [
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser)
-    args = parser.parse_args()
-    if args.worker:
-        worker(json.loads(args.worker), args.threads)
+    args = parse_benchmark_args(__doc__, worker)
+    if args is None:
         return
     print(f"Reblur benchmark (per training step, batch {BATCH}) · {machine_line(args.threads)}\n")
     results = []

@@ -14,7 +14,6 @@ buffer. What tiling bounds is the network's working memory, which is the same fo
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -23,9 +22,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_generator import (  # noqa: E402
-    add_common_args,
     machine_line,
     markdown_table,
+    parse_benchmark_args,
     rss_mb,
     run_worker,
     save_json,
@@ -60,14 +59,14 @@ def worker(config: dict, threads: int) -> None:
     worker_result(times, rss_before, tiles=tiles)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser)
+def size_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--megapixels", type=float, nargs="*", default=[1, 6, 12, 24], help="Photo sizes to measure.")
     parser.add_argument("--whole_megapixels", type=float, nargs="*", default=[1], help="Untiled runs for contrast.")
-    args = parser.parse_args()
-    if args.worker:
-        worker(json.loads(args.worker), args.threads)
+
+
+def main() -> None:
+    args = parse_benchmark_args(__doc__, worker, size_args)
+    if args is None:
         return
     print(f"Tiled-inference memory benchmark (tiles {TILE}/{OVERLAP}, fp32) · {machine_line(args.threads)}\n")
     configs = [(mp, None) for mp in args.whole_megapixels] + [(mp, TILE) for mp in args.megapixels]
