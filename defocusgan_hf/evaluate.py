@@ -276,7 +276,7 @@ def mean_abs_coc_of(data: EvalData) -> float:
     """Mean |CoC| in px over every pixel of the evaluated samples' true maps."""
     if not data.has_coc:
         raise ValueError(f"A mean-map row needs ground-truth CoC maps, which the {data.kind} data lacks.")
-    return float(np.mean([data.dataset[i]["coc"].abs().numpy().mean() for i in data.indices]))
+    return float(np.mean([data.dataset.coc(i).abs().numpy().mean() for i in data.indices]))
 
 
 def evaluate_methods(

@@ -169,6 +169,7 @@ def test_validation_set_round_trip(tmp_path):
         assert item[key].shape == (3, 32, 32)
         torch.testing.assert_close(item[key], expected[key], atol=0.5 / 255 + 1e-6, rtol=0)
     torch.testing.assert_close(item["coc"], expected["coc"], atol=1 / 2048, rtol=0)
+    assert torch.equal(dataset.coc(1), item["coc"])  # the map alone, without reading the images
 
 
 def test_validation_set_command_never_overwrites_without_the_flag(tmp_path, capsys):

@@ -136,9 +136,13 @@ class ValidationSet(Dataset):
             key: torch.from_numpy(load_image(self.root / f"{name}_{key}.png").array).permute(2, 0, 1).contiguous()
             for key in IMAGE_KEYS
         }
-        item["coc"] = torch.from_numpy(self.cocs[name])[None].clone()
+        item["coc"] = self.coc(index)
         item["name"] = name
         return item
+
+    def coc(self, index: int) -> torch.Tensor:
+        """The true signed CoC map ``(1, H, W)`` of sample ``index``, in pixels, without reading its images."""
+        return torch.from_numpy(self.cocs[self.names[index]])[None].clone()
 
 
 def parse_args(argv=None) -> argparse.Namespace:
