@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models.reblur import reblur
+from .models.reblur import reblur, search_coc
 from .models.vgg import VGG19Features
 
 # The released code's absolute weights. With Adam only the ratios matter much, and they are the paper's:
@@ -70,20 +70,35 @@ def defocus_map_loss(
     kernels: torch.Tensor,
     smoothness_weight: float = 1e-5,
     reblur_weight: float = 1.0,
+    search_weight: float = 0.0,
+    search_window_sigma: float = 8.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Eq. 5: ``L_DM = reblur_weight · L_gem + smoothness_weight · ‖∇coc‖``.
+    """Eq. 5: ``L_DM = reblur_weight · L_gem + smoothness_weight · ‖∇coc‖`` (+ our optional search term).
 
     The paper's λ is ``smoothness_weight`` (1e-5). The released code scales the L1 term by 1000 as well
     (``**RELEASED_DEFOCUS_MAP_WEIGHTS``: ``reblur_weight=1000``), and switches the smoothness term on after 3,000
-    steps (pass ``smoothness_weight=0`` before that). Returns ``(total, {"reblur", "smoothness"})``, the
-    components unweighted.
+    steps (pass ``smoothness_weight=0`` before that).
+
+    ``search_weight > 0`` adds a term that is not in the paper: ``mean| |coc| − search_coc(sharp, blurred) |`` (px),
+    the L1 to the radius that an exhaustive per-pixel search of the same Eq. 2 residual finds
+    (:func:`~defocusgan_hf.models.reblur.search_coc`, window ``search_window_sigma`` px, kernels detached). It uses
+    no ground truth either; it gives the net the loss's global minimum where the gradient of Eq. 2 only sees the
+    neighbouring radius. Returns ``(total, {"reblur", "smoothness"[, "search"]})``, the components unweighted.
     """
-    if reblur_weight < 0 or smoothness_weight < 0:
-        raise ValueError(f"Loss weights must be >= 0, got reblur {reblur_weight}, smoothness {smoothness_weight}.")
+    if reblur_weight < 0 or smoothness_weight < 0 or search_weight < 0:
+        raise ValueError(
+            f"Loss weights must be >= 0, got reblur {reblur_weight}, smoothness {smoothness_weight}, search {search_weight}."
+        )
     geometric = reblur_loss(sharp, blurred, coc, kernels)
     smooth = smoothness_loss(coc) if smoothness_weight > 0 else coc.new_zeros(())
     total = reblur_weight * geometric + smoothness_weight * smooth
-    return total, {"reblur": geometric.detach(), "smoothness": smooth.detach()}
+    parts = {"reblur": geometric.detach(), "smoothness": smooth.detach()}
+    if search_weight > 0:
+        target = search_coc(sharp, blurred, kernels.detach(), search_window_sigma)
+        searched = F.l1_loss(coc.abs(), target)
+        total = total + search_weight * searched
+        parts["search"] = searched.detach()
+    return total, parts
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -80,6 +80,24 @@ def test_defocus_map_loss_combines_weighted_terms():
     total, parts = defocus_map_loss(sharp, blurred, coc, kernels, smoothness_weight=0.5, reblur_weight=1000.0)
     assert total.item() == pytest.approx(1000.0 * parts["reblur"].item() + 0.5 * parts["smoothness"].item(), rel=1e-5)
     assert parts["reblur"].item() == pytest.approx(reblur_loss(sharp, blurred, coc, kernels).item())
+    assert "search" not in parts  # the paper's objective unless asked
+
+
+def test_search_term_pulls_the_map_to_the_searched_radius_and_leaves_the_kernel_alone():
+    torch.manual_seed(0)
+    module = LearnableBlurKernel(max_radius=6)
+    sharp = torch.rand(1, 3, 32, 32)
+    blurred = reblur(sharp, torch.full((1, 1, 32, 32), 4.0), module()).detach()
+    coc = torch.full((1, 1, 32, 32), -1.0, requires_grad=True)  # the sign is free: the term compares |coc|
+    total, parts = defocus_map_loss(sharp, blurred, coc, module(), smoothness_weight=0.0, reblur_weight=0.0,
+                                    search_weight=2.0, search_window_sigma=2.0)
+    assert parts["search"].item() == pytest.approx(3.0, abs=0.15)
+    assert total.item() == pytest.approx(2.0 * parts["search"].item())
+    total.backward()
+    assert (coc.grad > 0).all()  # gradient descent makes coc more negative: |coc| grows toward 4
+    assert module.log_gain.grad is None or module.log_gain.grad.abs().sum() == 0
+    with pytest.raises(ValueError, match="search"):
+        defocus_map_loss(sharp, blurred, coc, module(), search_weight=-1.0)
 
 
 # ---- φ(DM) -----------------------------------------------------------------------------------------------------

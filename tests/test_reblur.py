@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from defocusgan_hf.models.blur_kernel import LearnableBlurKernel
-from defocusgan_hf.models.reblur import fft_convolve, layer_weights, reblur
+from defocusgan_hf.models.reblur import fft_convolve, gaussian_window, layer_weights, reblur, search_coc
 
 
 @pytest.fixture
@@ -84,3 +84,46 @@ def test_reblur_rejects_mismatched_shapes(sharp, kernels):
         reblur(sharp, torch.zeros(2, 1, 10, 10), kernels)
     with pytest.raises(ValueError, match="kernels"):
         reblur(sharp, torch.zeros(2, 1, 40, 48), kernels[None])
+
+
+@pytest.mark.parametrize("radius", [0, 2, 5, 8])
+def test_search_finds_a_uniform_blur_radius_despite_noise(sharp, kernels, radius):
+    blurred = fft_convolve(sharp, kernels[0, radius : radius + 1])[:, 0]
+    noisy = blurred + 0.05 * torch.randn(blurred.shape, generator=torch.Generator().manual_seed(2))
+    found = search_coc(sharp, noisy, kernels, window_sigma=4.0)
+    assert found.shape == (2, 1, 40, 48) and not found.requires_grad
+    assert (found - radius).abs().mean() < 0.3
+    assert (found - radius).abs().flatten().quantile(0.95) < 1.0
+    if radius > 0:  # without the averaging window the noise wins
+        assert (search_coc(sharp, noisy, kernels, window_sigma=0.5) - radius).abs().mean() > 1.0
+
+
+def test_search_separates_two_blur_regions(sharp, kernels):
+    left = fft_convolve(sharp, kernels[0, 2:3])[:, 0]
+    right = fft_convolve(sharp, kernels[0, 6:7])[:, 0]
+    blurred = torch.cat([left[..., :24], right[..., 24:]], dim=-1)
+    found = search_coc(sharp, blurred, kernels, window_sigma=2.0)
+    assert (found[..., :16] - 2).abs().max() < 0.5
+    assert (found[..., 32:] - 6).abs().max() < 0.5
+
+
+def test_search_escapes_the_minimum_that_stops_gradient_descent(sharp, kernels):
+    """Gradient descent on Eq. 2 from 1 px toward a 7 px blur stalls short of it; the search does not."""
+    kernels = kernels.detach()
+    blurred = reblur(sharp, torch.full_like(sharp[:, :1], 7.0), kernels)
+    coc = torch.full_like(sharp[:, :1], 1.0).requires_grad_()
+    optimizer = torch.optim.Adam([coc], lr=0.1)
+    for _ in range(60):
+        optimizer.zero_grad()
+        (reblur(sharp, coc, kernels) - blurred).abs().mean().backward()
+        optimizer.step()
+    assert (coc.detach() - 7).abs().mean() > 2
+    assert (search_coc(sharp, blurred, kernels, window_sigma=2.0) - 7).abs().mean() < 0.1
+
+
+def test_gaussian_window_is_normalised_and_checks_sigma():
+    window = gaussian_window(2.0)
+    assert window.shape == (1, 13, 13)
+    torch.testing.assert_close(window.sum(), torch.tensor(1.0))
+    with pytest.raises(ValueError, match="sigma"):
+        gaussian_window(0.0)

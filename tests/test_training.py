@@ -115,11 +115,16 @@ def test_defocus_map_schedule_resume_and_outputs(tmp_path, valset):
     args = [
         "--output_dir", str(out), "--model_config", TINY_DEFOCUS, "--max_coc", "6", "--max_train_steps", "4",
         "--checkpointing_steps", "2", "--net_only_steps", "1", "--alternate_steps", "1", "--alternate_until_steps", "3",
-        "--smoothness_start_step", "1", "--validation_dir", str(valset), "--validation_steps", "2", "--learning_rate", "1e-2", *COMMON,
+        "--smoothness_start_step", "1", "--validation_dir", str(valset), "--validation_steps", "2", "--learning_rate", "1e-2",
+        "--lambda_search", "0.01", "--search_window_sigma", "2", *COMMON,
     ]  # fmt: skip
     launch("train_defocus_map.py", args)
     first = read_log(out)
     assert [first[s]["phase_kernel"] for s in (1, 2, 3, 4)] == [0.0, 1.0, 0.0, 0.0]
+    assert all(first[s]["loss/search"] >= 0 for s in (1, 2, 3, 4))
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    searched = [row["val/search_abs_mae_px"] for row in rows if "val/search_abs_mae_px" in row]
+    assert len(searched) == 2 and all(0 <= value <= 6 for value in searched)
     assert (out / "validation" / "kernels-step-0000002.png").is_file()
     assert (out / "validation" / "kernels-step-0000004.safetensors").is_file()
     from defocusgan_hf.models import DualPixelDefocusNet, LearnableBlurKernel

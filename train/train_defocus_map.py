@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from defocusgan_hf.data import DualPixelConfig, DualPixelRenderer
 from defocusgan_hf.losses import defocus_map_loss
 from defocusgan_hf.models import DualPixelDefocusNet, LearnableBlurKernel
+from defocusgan_hf.models.reblur import search_coc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import training_utils as tu  # noqa: E402
@@ -52,6 +53,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--lambda_reblur", type=float, default=1.0, help="Weight of the L1 reblur loss (released code: 1000).")
     add("--lambda_smooth", type=float, default=1e-5, help="λ of the gradient prior (paper: 1e-5).")
     add("--smoothness_start_step", type=int, default=3000, help="The prior is off before this step (released code: 3000).")
+    add("--lambda_search", type=float, default=0.0,
+        help="Weight of the L1 (per px) to the per-pixel exhaustive search of the reblur loss (not in the paper; "
+        "no ground truth either; see losses.defocus_map_loss). 0 = the paper's objective.")
+    add("--search_window_sigma", type=float, default=8.0, help="Averaging window of that search, pixels.")
     add("--max_coc", type=float, default=25.0, help="Largest CoC radius in pixels (paper: 25).")
     add("--clean_data", action="store_true", help="Synthetic data without noise, JPEG, vignetting, gamma/exposure change.")
     return parser.parse_args(argv)
@@ -87,12 +92,13 @@ def kernel_figure(kernels: torch.Tensor, path: Path, radii=(1, 3, 6, 10, 15, 25)
 
 @torch.no_grad()
 def log_validation(net, kernel, args, accelerator, step: int, validation: list[dict]) -> dict[str, float]:
-    """Reblur L1, and |CoC| MAE (px) against the true map; saves the kernels as a picture and as data."""
+    """Reblur L1, and |CoC| MAE (px) against the true map of the net's map, of the constant mean map and of the
+    search target (``search_coc``, which sees the sharp image); saves the kernels as a picture and as data."""
     model, blur = accelerator.unwrap_model(net), accelerator.unwrap_model(kernel)
     was_training = model.training
     model.eval()
     kernels = blur()
-    reblur_l1, coc_mae, mean_map_mae = [], [], []
+    reblur_l1, coc_mae, mean_map_mae, search_mae = [], [], [], []
     mean_abs = float(np.mean([s["coc"].abs().mean() for s in validation]))
     for sample in validation:
         batch = {k: v[None].to(accelerator.device) for k, v in sample.items() if isinstance(v, torch.Tensor)}
@@ -101,6 +107,8 @@ def log_validation(net, kernel, args, accelerator, step: int, validation: list[d
         reblur_l1.append(float(parts["reblur"]))
         coc_mae.append(float((pred.abs() - batch["coc"].abs()).abs().mean()))
         mean_map_mae.append(float((batch["coc"].abs() - mean_abs).abs().mean()))
+        searched = search_coc(batch["sharp"], batch["blurred"], kernels, args.search_window_sigma)
+        search_mae.append(float((searched - batch["coc"].abs()).abs().mean()))
     model.train(was_training)
     folder = Path(args.output_dir) / "validation"
     folder.mkdir(parents=True, exist_ok=True)
@@ -110,6 +118,7 @@ def log_validation(net, kernel, args, accelerator, step: int, validation: list[d
         "val/reblur_l1": float(np.mean(reblur_l1)),
         "val/coc_abs_mae_px": float(np.mean(coc_mae)),
         "val/mean_map_abs_mae_px": float(np.mean(mean_map_mae)),
+        "val/search_abs_mae_px": float(np.mean(search_mae)),
     }
     logger.info(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
     return metrics
@@ -183,7 +192,9 @@ def main(args: argparse.Namespace) -> dict[str, float]:
                 with torch.set_grad_enabled(phase == "kernel"):
                     kernels = kernel()
                 loss, parts = defocus_map_loss(
-                    batch["sharp"], batch["blurred"], coc, kernels, smoothness_weight=smooth, reblur_weight=args.lambda_reblur
+                    batch["sharp"], batch["blurred"], coc, kernels, smoothness_weight=smooth,
+                    reblur_weight=args.lambda_reblur, search_weight=args.lambda_search,
+                    search_window_sigma=args.search_window_sigma,
                 )
                 accelerator.backward(loss)
                 optimizer = optimizer_net if phase == "net" else optimizer_kernel

@@ -80,3 +80,53 @@ def reblur(sharp: torch.Tensor, coc: torch.Tensor, kernels: torch.Tensor) -> tor
     layers = fft_convolve(sharp, kernels[:, :used].flatten(0, 1)).unflatten(1, (2, used))  # (B, 2, L, C, H, W)
     side_weights = torch.stack([weights * behind, weights * (1 - behind)], dim=1)  # (B, 2, L, H, W)
     return (side_weights[:, :, :, None] * layers).sum(dim=(1, 2))
+
+
+def gaussian_window(sigma: float, dtype=torch.float32, device=None) -> torch.Tensor:
+    """``(1, K, K)`` normalised 2-D Gaussian, ``K = 2·ceil(3σ) + 1``; ``sigma`` in pixels (> 0)."""
+    if not sigma > 0:
+        raise ValueError(f"`sigma` must be > 0 pixels, got {sigma}.")
+    half = int(math.ceil(3 * sigma))
+    t = torch.arange(-half, half + 1, dtype=dtype, device=device)
+    g = torch.exp(-(t**2) / (2 * sigma**2))
+    window = g[:, None] * g[None, :]
+    return (window / window.sum())[None]
+
+
+@torch.no_grad()
+def search_coc(sharp: torch.Tensor, blurred: torch.Tensor, kernels: torch.Tensor, window_sigma: float = 8.0) -> torch.Tensor:
+    """Per-pixel exhaustive search of Eq. 2 over the bank's radii: the |CoC| that best explains ``blurred``.
+
+    Gradient descent on Eq. 2 moves a pixel's radius by the difference of two neighbouring layers, so it stalls in
+    the loss's many local minima (a disc's response to texture is not monotone in the radius) and under sensor
+    noise. Here every radius is tried: the residual ``|sharp ⊛ B_r − blurred|`` (mean over channels) is averaged
+    over a Gaussian window of ``window_sigma`` pixels, which beats the noise down, and each pixel takes the radius
+    of least cost, refined to sub-pixel by a parabola through its two neighbours; both sides of a two-sided bank
+    are tried and the lower cost kept. It needs the sharp image, so it serves training (a target for the net that
+    sees only the DP views), not inference. No gradient.
+
+    Args:
+        sharp, blurred: ``(B, C, H, W)`` all-in-focus and defocused images in [0, 1].
+        kernels: ``(S, R + 1, K, K)`` or ``(R + 1, K, K)`` bank, as for :func:`reblur`.
+        window_sigma: standard deviation of the averaging window, pixels.
+
+    Returns:
+        ``(B, 1, H, W)`` unsigned CoC radius in pixels, in ``[0, R]``.
+    """
+    if kernels.dim() == 3:
+        kernels = kernels[None]
+    if sharp.shape != blurred.shape or sharp.dim() != 4:
+        raise ValueError(f"`sharp` and `blurred` must be (B, C, H, W) of one shape, got {tuple(sharp.shape)}, {tuple(blurred.shape)}.")
+    sides, num_radii = kernels.shape[:2]
+    layers = fft_convolve(sharp, kernels.flatten(0, 1))  # (B, S·L, C, H, W)
+    residual = (layers - blurred[:, None]).abs().mean(dim=2)  # (B, S·L, H, W)
+    window = gaussian_window(window_sigma, dtype=residual.dtype, device=residual.device)
+    cost = fft_convolve(residual, window)[:, 0]  # (B, S·L, H, W)
+    cost = cost.unflatten(1, (sides, num_radii)).amin(dim=1)  # (B, L, H, W): the better side per radius
+    best = cost.argmin(dim=1, keepdim=True)  # (B, 1, H, W)
+    below, above = (best - 1).clamp_min(0), (best + 1).clamp_max(num_radii - 1)
+    c0, cm, cp = cost.gather(1, best), cost.gather(1, below), cost.gather(1, above)
+    curvature = cm - 2 * c0 + cp
+    interior = (best > 0) & (best < num_radii - 1) & (curvature > 0)
+    offset = torch.where(interior, 0.5 * (cm - cp) / curvature.clamp_min(1e-12), torch.zeros_like(c0))
+    return (best.to(sharp.dtype) + offset.clamp(-0.5, 0.5)).clamp(0, num_radii - 1)
