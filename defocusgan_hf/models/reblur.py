@@ -4,6 +4,9 @@ I*_OoF(x) = Σ_r w_r(c(x)) · (I_AiF ⊛ B_r)(x): the sharp image is blurred onc
 convolution per layer), and every pixel takes the layers of the two integer radii around its CoC c(x) with
 linear weights (the released code's interpolation). The weights are piecewise linear in c, so the loss has a
 gradient with respect to the map; the layers are linear in the kernels, so it has one with respect to B too.
+
+``search_coc`` (ours, not the paper's) minimises the same residual per pixel by trying every radius: a training
+target that gradient descent on Eq. 2 cannot reach from a wrong start.
 """
 
 from __future__ import annotations
