@@ -116,7 +116,7 @@ def test_defocus_map_schedule_resume_and_outputs(tmp_path, valset):
         "--output_dir", str(out), "--model_config", TINY_DEFOCUS, "--max_coc", "6", "--max_train_steps", "4",
         "--checkpointing_steps", "2", "--net_only_steps", "1", "--alternate_steps", "1", "--alternate_until_steps", "3",
         "--smoothness_start_step", "1", "--validation_dir", str(valset), "--validation_steps", "2", "--learning_rate", "1e-2",
-        "--lambda_search", "0.01", "--search_window_sigma", "2", *COMMON,
+        "--lambda_search", "0.01", "--search_window_sigma", "2", "--use_ema", "--ema_decay", "0.5", *COMMON,
     ]  # fmt: skip
     launch("train_defocus_map.py", args)
     first = read_log(out)
@@ -137,6 +137,9 @@ def test_defocus_map_schedule_resume_and_outputs(tmp_path, valset):
     (out / "train_log.jsonl").unlink()
     launch("train_defocus_map.py", [*args, "--resume_from_checkpoint", "latest", "--max_train_steps", "5"])
     assert sorted(read_log(out)) == [5]
+    exported = DualPixelDefocusNet.from_pretrained(out / "defocus_net").state_dict()
+    raw = DualPixelDefocusNet.from_pretrained(out / "checkpoint-5" / "defocus_net").state_dict()
+    assert any(not torch.equal(exported[k], raw[k]) for k in raw)  # --use_ema: the export is the average, not the last step
 
     # --init_from continues from the net *and* the kernel it learnt (net-only steps leave the kernel as loaded).
     again = tmp_path / "map-continued"

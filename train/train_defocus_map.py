@@ -158,6 +158,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     )
     net, kernel, optimizer_net, optimizer_kernel = accelerator.prepare(net, kernel, optimizer_net, optimizer_kernel)
     tu.register_hub_folder_hooks(accelerator, ["defocus_net", "blur_kernel"])
+    ema = tu.make_ema(args, accelerator, net)  # of the net; the kernel is small and trains in blocks
     schedule = tu.lr_lambda(args.lr_warmup_steps, 0)
 
     start_step = 0
@@ -202,6 +203,8 @@ def main(args: argparse.Namespace) -> dict[str, float]:
                     accelerator.clip_grad_norm_(net.parameters(), args.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
+        if ema is not None and phase == "net":
+            ema.step(accelerator.unwrap_model(net).parameters())
         step += 1
         progress.update(1)
         progress.set_postfix(loss=f"{float(loss):.4f}", phase=phase)
@@ -213,9 +216,12 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         if step % args.checkpointing_steps == 0 or step == args.max_train_steps:
             tu.save_checkpoint(accelerator, args, step)
         if accelerator.is_main_process and validation and (step % args.validation_steps == 0 or step == args.max_train_steps):
-            history = log_validation(net, kernel, args, accelerator, step, validation)
+            with tu.ema_weights(ema, accelerator.unwrap_model(net)):
+                history = log_validation(net, kernel, args, accelerator, step, validation)
             tu.log_jsonl(accelerator, args, history, step)
     progress.close()
+    if ema is not None:
+        ema.copy_to(accelerator.unwrap_model(net).parameters())  # validated and exported from here on
     if accelerator.is_main_process and validation and not history:
         history = log_validation(net, kernel, args, accelerator, step, validation)
 

@@ -70,8 +70,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--no_rcab", action="store_true", help="Table 4 ablation: plain convs instead of RCABs.")
     add("--single_scale", action="store_true", help="Table 4 ablation: full scale only (no 1/4, 1/8 DGBs).")
     add("--defocus_model", default=None, help="Stage-1 pipeline/model folder: guide with its estimated maps instead of true ones.")
-    add("--use_ema", action="store_true", help="Keep an EMA of the generator weights; validation and export use it.")
-    add("--ema_decay", type=float, default=0.999)
     add("--max_aperture", type=float, default=None, help="Cap the synthetic scenes' CoC scale (px); default: the engine's.")
     add("--clean_data", action="store_true", help="Synthetic data without noise, JPEG, vignetting, gamma/exposure change.")
     add("--bundle_defocus_model", default=None, help="Stage-1 folder to include in the final pipeline (not used for guidance).")
@@ -203,14 +201,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     schedule = tu.lr_lambda(args.lr_warmup_steps, args.lr_halving_steps)
     generator_net, critic, optimizer_g, optimizer_d = accelerator.prepare(generator_net, critic, optimizer_g, optimizer_d)
     tu.register_hub_folder_hooks(accelerator, ["deblur_net", "critic"])
-    ema = None
-    if args.use_ema:
-        from diffusers.training_utils import EMAModel
-
-        unwrapped = accelerator.unwrap_model(generator_net)
-        ema = EMAModel(unwrapped.parameters(), decay=args.ema_decay, model_cls=DefocusDeblurNet, model_config=unwrapped.config)
-        ema.to(accelerator.device)
-        accelerator.register_for_checkpointing(ema)
+    ema = tu.make_ema(args, accelerator, generator_net)
 
     start_step = 0
     if resume is not None:
@@ -280,12 +271,8 @@ def main(args: argparse.Namespace) -> dict[str, float]:
             tu.save_checkpoint(accelerator, args, step)
         validate = validation and (step % args.validation_steps == 0 or step == args.max_train_steps)
         if accelerator.is_main_process and validate:
-            if ema is not None:
-                ema.store(accelerator.unwrap_model(generator_net).parameters())
-                ema.copy_to(accelerator.unwrap_model(generator_net).parameters())
-            history = log_validation(generator_net, args, accelerator, step, validation)
-            if ema is not None:
-                ema.restore(accelerator.unwrap_model(generator_net).parameters())
+            with tu.ema_weights(ema, accelerator.unwrap_model(generator_net)):
+                history = log_validation(generator_net, args, accelerator, step, validation)
             tu.log_jsonl(accelerator, args, history, step)
         history["last_loss"] = logs["loss/total"]
     progress.close()

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -58,11 +59,40 @@ def add_common_args(parser: argparse.ArgumentParser, default_output_dir: str, de
     add("--seed", type=int, default=0, help="Seed of the model init and of the data stream.")
     add("--dataloader_num_workers", type=int, default=0)
     add("--num_threads", type=int, default=None, help="torch CPU threads per process (default: torch's choice).")
+    add("--use_ema", action="store_true", help="Keep an EMA of the trained net's weights; validation and export use it.")
+    add("--ema_decay", type=float, default=0.999)
 
 
 def for_export(model: torch.nn.Module, args: argparse.Namespace) -> torch.nn.Module:
     """The model to ``save_pretrained`` at the end of training: itself, or an fp16 copy (``--save_dtype fp16``)."""
     return copy.deepcopy(model).half() if args.save_dtype == "fp16" else model
+
+
+def make_ema(args: argparse.Namespace, accelerator: Accelerator, model: torch.nn.Module):
+    """diffusers' ``EMAModel`` of ``model``'s weights (saved and restored with the checkpoints), or None without --use_ema."""
+    if not args.use_ema:
+        return None
+    from diffusers.training_utils import EMAModel
+
+    unwrapped = accelerator.unwrap_model(model)
+    ema = EMAModel(unwrapped.parameters(), decay=args.ema_decay, model_cls=type(unwrapped), model_config=unwrapped.config)
+    ema.to(accelerator.device)
+    accelerator.register_for_checkpointing(ema)
+    return ema
+
+
+@contextmanager
+def ema_weights(ema, model: torch.nn.Module):
+    """Inside the block ``model`` holds the EMA weights (when ``ema`` is not None); its own come back after."""
+    if ema is None:
+        yield
+        return
+    ema.store(model.parameters())
+    ema.copy_to(model.parameters())
+    try:
+        yield
+    finally:
+        ema.restore(model.parameters())
 
 
 def make_accelerator(args: argparse.Namespace) -> Accelerator:
