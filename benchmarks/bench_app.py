@@ -8,6 +8,8 @@
    deblur, write the full-resolution PNG and the two slider previews). One warm-up run, then the median of
    ``--repeats`` runs. The target on Spaces' free CPU hardware (2 vCPUs) is under 10 s.
 3. The defocus-map request (DP tab) on a pair of that size, with the default ``DualPixelDefocusNet()``.
+4. With ``--self_ensemble``: the pipeline with the x8 self-ensemble (the app's checkbox) against without, timed
+   alternately in the same run, and their ratio.
 
 Run it with nothing else on the CPU (``benchmarks/quiet.sh`` pauses a background training run):
     bash benchmarks/quiet.sh python benchmarks/bench_app.py
@@ -44,6 +46,9 @@ def parse_args() -> argparse.Namespace:
         nargs="*",
         default=[],
         help="also time the pipeline with these tile sizes (last thread count).",
+    )
+    parser.add_argument(
+        "--self_ensemble", action="store_true", help="also time the x8 self-ensemble against the plain pipeline."
     )
     parser.add_argument("--skip_startup", action="store_true", help="do not measure the start-up.")
     parser.add_argument("--skip_dual_pixel", action="store_true", help="do not time the defocus-map request.")
@@ -203,6 +208,20 @@ def measure_deblur(args: argparse.Namespace) -> None:
             print(
                 f"tile {tile_size} px ({count} tiles), {torch.get_num_threads()} threads: pipeline "
                 f"{statistics.median(times):.2f} s, peak RSS {rss_mb()[1]:.0f} MiB"
+            )
+        if args.self_ensemble:  # the app's checkbox: both settings timed alternately, so load changes hit both
+            times = {False: [], True: []}
+            for ensemble in (False, True):
+                pipe(loaded, app.TILE_SIZE, app.TILE_OVERLAP, output_type="np", self_ensemble=ensemble)  # warm-up
+            for _ in range(args.repeats):
+                for ensemble in (False, True):
+                    start = time.perf_counter()
+                    pipe(loaded, app.TILE_SIZE, app.TILE_OVERLAP, output_type="np", self_ensemble=ensemble)
+                    times[ensemble].append(time.perf_counter() - start)
+            plain, averaged = statistics.median(times[False]), statistics.median(times[True])
+            print(
+                f"x8 self-ensemble, {torch.get_num_threads()} threads: pipeline {averaged:.2f} s against {plain:.2f} s "
+                f"plain, ratio {averaged / plain:.2f}"
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -344,6 +344,11 @@ def deblur_parser() -> argparse.ArgumentParser:
         choices=("png", "same"),
         help="png (default; 16-bit when the input is 16-bit) or the input's own format.",
     )
+    parser.add_argument(
+        "--self_ensemble",
+        action="store_true",
+        help="Average the results for the 8 flips and quarter turns of each image (8x the time, a small gain).",
+    )
     _add_common_arguments(parser)
     return parser
 
@@ -381,7 +386,7 @@ def deblur_main(argv: Sequence[str] | None = None) -> int:
 
 def _deblur_one(pipeline: Any, source: Path, output: Path, *, args: argparse.Namespace) -> None:
     loaded = load_image(source, max_pixels=int(args.max_megapixels * 1e6))
-    restored = pipeline(loaded, output_type="np", **_tile_kwargs(args)).images[0]
+    restored = pipeline(loaded, output_type="np", self_ensemble=args.self_ensemble, **_tile_kwargs(args)).images[0]
     bit_depth = 16 if loaded.bit_depth == 16 and output.suffix.lower() in HIGH_BIT_DEPTH_SUFFIXES else 8
     save_image(restored, output, bit_depth, loaded.icc_profile, loaded.exif, overwrite=args.overwrite)
 

@@ -312,7 +312,11 @@ def evaluate_methods(
                 restored = blurred
             elif method.kind == "model":
                 out = method.pipeline(
-                    blurred.astype(np.float32), tile_size=tile_size, tile_overlap=tile_overlap, output_type="np"
+                    blurred.astype(np.float32),
+                    tile_size=tile_size,
+                    tile_overlap=tile_overlap,
+                    output_type="np",
+                    self_ensemble=method.details.get("self_ensemble", False),
                 )
                 restored = out.images[0]
             else:
@@ -471,6 +475,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     add("--model", default=None, help="Pipeline folder or Hub id (or a DefocusDeblurNet folder) to evaluate.")
     add("--model_label", default=None, help="Row label of --model (default: 'DefocusGAN (<folder name>)').")
+    add(
+        "--self_ensemble",
+        action="store_true",
+        help="Add a row for --model with the x8 geometric self-ensemble (flips and quarter turns averaged; 8x the time).",
+    )
     add(
         "--defocus_model",
         default=None,
@@ -666,15 +675,18 @@ def build_methods(args: argparse.Namespace, data: EvalData) -> list[Method]:
     if pipeline is not None:
         label = args.model_label or f"DefocusGAN ({Path(str(args.model)).name or args.model})"
         params = sum(p.numel() for p in pipeline.deblur_net.parameters())
-        methods.append(
-            Method(
-                "model",
-                label,
-                "model",
-                pipeline=pipeline,
-                details={"model": args.model, "params_millions": round(params / 1e6, 3)},
+        details = {"model": args.model, "params_millions": round(params / 1e6, 3)}
+        methods.append(Method("model", label, "model", pipeline=pipeline, details=details))
+        if args.self_ensemble:
+            methods.append(
+                Method(
+                    "model_x8",
+                    f"{label} + x8 self-ensemble",
+                    "model",
+                    pipeline=pipeline,
+                    details={**details, "self_ensemble": True},
+                )
             )
-        )
     if not methods:
         raise ValueError("Nothing to evaluate: pass --model and/or --baselines.")
     return methods

@@ -4,6 +4,7 @@ defocus-map net, defocus-map estimation from dual-pixel views. Large images run 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from .image_io import check_dual_pixel_pair, to_output, to_tensor
 from .models.blur_kernel import LearnableBlurKernel
 from .models.deblur_net import DefocusDeblurNet
 from .models.defocus_net import DualPixelDefocusNet
+from .self_ensemble import dihedral_ensemble
 from .tiling import count_tiles, tiled_apply
 
 OUTPUT_TYPES = ("pil", "np", "pt")
@@ -128,6 +130,7 @@ class DefocusDeblurPipeline(DiffusionPipeline):
         tile_overlap: int = 64,
         output_type: str = "pil",
         return_dict: bool = True,
+        self_ensemble: bool = False,
     ) -> DefocusDeblurPipelineOutput | tuple:
         """Deblur one image or a batch.
 
@@ -140,13 +143,16 @@ class DefocusDeblurPipeline(DiffusionPipeline):
             tile_overlap: pixels shared by neighbouring tiles, blended linearly.
             output_type: ``"pil"``, ``"np"`` or ``"pt"``.
             return_dict: return a :class:`DefocusDeblurPipelineOutput` rather than a tuple.
+            self_ensemble: average the results for the 8 flips and quarter turns of each tile (x8 geometric
+                self-ensemble): 8 times the time, for a small gain (docs/RESULTS.md).
         """
         # 1. Check inputs
         self._check_call(output_type, tile_size, tile_overlap)
         # 2. Preprocess to (B, 3, H, W) float32 in [0, 1]
         blurry, bit_depths = to_tensor(image)
         # 3. Predict, whole or tiled
-        restored = self._run_tiled(self._deblur, (blurry,), 3, tile_size, tile_overlap)
+        deblur = partial(dihedral_ensemble, self._deblur) if self_ensemble else self._deblur
+        restored = self._run_tiled(deblur, (blurry,), 3, tile_size, tile_overlap)
         # 4. Postprocess
         images = to_output(restored, output_type)
         if not return_dict:

@@ -99,8 +99,8 @@ def gradient(height: int, width: int, channels: int = 3, dtype=np.uint8) -> np.n
     return array[..., 0] if channels == 1 else array
 
 
-def deblur(client, path):
-    return client.predict(handle_file(str(path)), api_name="/deblur")
+def deblur(client, path, self_ensemble=False):
+    return client.predict(handle_file(str(path)), self_ensemble, api_name="/deblur")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -131,6 +131,21 @@ def test_deblur_example_gives_the_pipeline_output_at_full_resolution(server, app
     np.testing.assert_allclose(output, expected, atol=1 / 255 + 1e-6)
     assert Image.open(before).size == Image.open(after).size == size
     assert f"{size[0]}×{size[1]} px" in status
+
+
+def test_self_ensemble_checkbox_gives_the_pipelines_averaged_output(server, app_module):
+    client, _, _, pipe = server
+    tiles = {"tile_size": app_module.TILE_SIZE, "tile_overlap": app_module.TILE_OVERLAP}
+    example = EXAMPLES / "rocket_defocused.jpg"
+    _, result, status = deblur(client, example, self_ensemble=True)
+    with Image.open(result) as image:
+        output = np.asarray(image, dtype=np.float32) / 255
+    with Image.open(example) as image:
+        expected = pipe(image, **tiles, output_type="np", self_ensemble=True).images[0]
+        plain = pipe(image, **tiles, output_type="np").images[0]
+    np.testing.assert_allclose(output, expected, atol=1 / 255 + 1e-6)
+    assert np.abs(expected - plain).max() > 2 / 255  # the checkbox changed the computation
+    assert "x8 self-ensemble" in status
 
 
 def test_defocus_map_example_downloads_agree_with_the_pipeline(server, app_module):

@@ -22,8 +22,15 @@ class FakePipeline:
         self.calls = []
         self.defocus_net = SimpleNamespace(config=SimpleNamespace(max_coc=25.0))
 
-    def __call__(self, image, tile_size=512, tile_overlap=64, output_type="np"):
-        self.calls.append({"tile_size": tile_size, "tile_overlap": tile_overlap, "output_type": output_type})
+    def __call__(self, image, tile_size=512, tile_overlap=64, output_type="np", self_ensemble=False):
+        self.calls.append(
+            {
+                "tile_size": tile_size,
+                "tile_overlap": tile_overlap,
+                "output_type": output_type,
+                "self_ensemble": self_ensemble,
+            }
+        )
         tensor, _ = to_tensor(image)
         return SimpleNamespace(images=(1 - tensor).permute(0, 2, 3, 1).numpy())
 
@@ -120,7 +127,7 @@ def test_deblur_names_outputs_and_keeps_bit_depth(tmp_path, rng, fake):
     written16 = cv2.imread(str(out / "scan_deblurred.png"), cv2.IMREAD_UNCHANGED)[..., ::-1]
     assert written16.dtype == np.uint16
     np.testing.assert_array_equal(written16, 65535 - scan)
-    assert fake.calls[0] == {"tile_size": 128, "tile_overlap": 16, "output_type": "np"}
+    assert fake.calls[0] == {"tile_size": 128, "tile_overlap": 16, "output_type": "np", "self_ensemble": False}
     assert fake.loads == [("fake", "cpu", "float32")]
 
 
@@ -128,6 +135,12 @@ def test_tile_size_zero_means_whole_image(tmp_path, rng, fake):
     write_rgb8(tmp_path / "a.png", rng)
     assert deblur(tmp_path / "a.png", "-o", tmp_path / "out", "--tile_size", "0") == 0
     assert fake.calls[0]["tile_size"] is None
+
+
+def test_self_ensemble_flag_reaches_the_pipeline(tmp_path, rng, fake):
+    write_rgb8(tmp_path / "a.png", rng)
+    assert deblur(tmp_path / "a.png", "-o", tmp_path / "out", "--self_ensemble") == 0
+    assert fake.calls[0]["self_ensemble"] is True
 
 
 def test_folders_globs_and_recursion(tmp_path, rng, fake):

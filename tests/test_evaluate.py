@@ -246,3 +246,16 @@ def test_map_reblur_l1_is_zero_for_the_map_that_made_the_blur():
     right = map_reblur_l1(as_hwc(sharp), as_hwc(blurred), true_coc[0, 0].numpy(), kernels)
     wrong = map_reblur_l1(as_hwc(sharp), as_hwc(blurred), np.full((48, 48), 1.0, np.float32), kernels)
     assert right < 1e-6 < 0.01 < wrong
+
+
+def test_self_ensemble_adds_a_row_beside_the_plain_model(valset, pipeline_dir, tmp_path, capsys):
+    out = tmp_path / "eval"
+    args = ["--dataset", "synthetic", "--root", valset, "--model", pipeline_dir, "--baselines", "input"]
+    code, printed = run([*args, "--self_ensemble", "--output_dir", out], capsys)
+    assert code == 0, printed.err
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["methods"]) == ["input", "model", "model_x8"]
+    assert results["methods"]["model_x8"]["self_ensemble"] is True
+    assert results["methods"]["model_x8"]["label"].endswith("+ x8 self-ensemble")
+    plain, averaged = results["results"]["model"]["all"], results["results"]["model_x8"]["all"]
+    assert plain["psnr"] != averaged["psnr"]  # the rows are two different computations
