@@ -8,6 +8,8 @@ One step = ``LearnableBlurKernel()()`` -> ``reblur(sharp, coc, kernels)`` -> L1 
 convolution per integer radius and side of focus), so maps reaching 25 px (26 layers per side) and 5 px (6) are
 both measured. bf16 inputs are computed in fp32 inside ``fft_convolve`` (FFTs need it). The stage-1 net's own
 forward + backward at the same batch is measured beside it, so the reblur's share of a step is a same-run ratio.
+The stage-1 loss with the search term (``defocus_map_loss(search_weight=0.2)``, net phase: the kernel fixed) is timed
+with the bank's layers shared between Eq. 2 and the search (as the package does) and computed separately by each.
 One fresh subprocess per configuration (honest peak RSS); see ``bench_generator.py`` for the harness.
 """
 
@@ -50,7 +52,22 @@ def worker(config: dict, threads: int) -> None:
     dtype = torch.bfloat16 if config["dtype"] == "bf16" else torch.float32
     size = config["size"]
     sharp, blurred = torch.rand(2, BATCH, 3, size, size, dtype=dtype)
-    if config["op"] == "reblur":
+    if config["op"].startswith("search"):
+        from defocusgan_hf.losses import defocus_map_loss, reblur_loss
+        from defocusgan_hf.models.reblur import search_coc
+
+        kernels = LearnableBlurKernel()().detach()
+        coc = signed_map(BATCH, size, config["max_coc"]).to(dtype).requires_grad_(True)
+
+        def step():
+            coc.grad = None
+            if config["op"] == "search_shared":
+                loss, _ = defocus_map_loss(sharp, blurred, coc, kernels, smoothness_weight=0.0, search_weight=0.2)
+            else:  # each term convolves the image with the bank itself
+                target = search_coc(sharp, blurred, kernels)
+                loss = reblur_loss(sharp, blurred, coc, kernels) + 0.2 * (coc.abs() - target).abs().mean()
+            loss.backward()
+    elif config["op"] == "reblur":
         kernel = LearnableBlurKernel()
         coc = signed_map(BATCH, size, config["max_coc"]).to(dtype).requires_grad_(True)
 
@@ -79,6 +96,8 @@ CONFIGS = [
     dict(op="reblur", size=512, max_coc=25.0, dtype="fp32"),
     dict(op="reblur", size=512, max_coc=5.0, dtype="fp32"),
     dict(op="net", size=512, max_coc=None, dtype="fp32"),
+    dict(op="search_separate", size=256, max_coc=25.0, dtype="fp32"),
+    dict(op="search_shared", size=256, max_coc=25.0, dtype="fp32"),
 ]
 
 
@@ -113,6 +132,8 @@ def main() -> None:
             f"reblur, \\|CoC\\| ≤ {r['max_coc']:g} px ({int(r['max_coc']) + 1} layers × 2 sides)"
             if r["op"] == "reblur"
             else "stage-1 net"
+            if r["op"] == "net"
+            else f"Eq. 2 + search term, layers {r['op'].split('_')[1]}"
         )
         seconds = best(r["times"])
         rows.append(
@@ -170,6 +191,14 @@ def main() -> None:
             "reblur 512² / 256² (4× pixels)",
             f"{best(r512['times']) / best(r256['times']):.2f}",
             f"{delta(r512) / delta(r256):.2f}",
+        ]
+    )
+    shared, separate = find(op="search_shared"), find(op="search_separate")
+    ratios.append(
+        [
+            "search term: layers shared / separate, 256²",
+            f"{best(shared['times']) / best(separate['times']):.2f}",
+            f"{delta(shared) / delta(separate):.2f}",
         ]
     )
     print()

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models.reblur import reblur, search_coc
+from .models.reblur import bank_layers, reblur, search_coc
 from .models.vgg import VGG19Features
 
 # The released code's absolute weights. With Adam only the ratios matter much, and they are the paper's:
@@ -35,7 +35,13 @@ def _check_pair(a: torch.Tensor, b: torch.Tensor, names: str) -> None:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def reblur_loss(sharp: torch.Tensor, blurred: torch.Tensor, coc: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+def reblur_loss(
+    sharp: torch.Tensor,
+    blurred: torch.Tensor,
+    coc: torch.Tensor,
+    kernels: torch.Tensor,
+    layers: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Eq. 2: mean ``|reblur(sharp, coc, kernels) − blurred|``, differentiable in ``coc`` and ``kernels``.
 
     Args:
@@ -43,9 +49,10 @@ def reblur_loss(sharp: torch.Tensor, blurred: torch.Tensor, coc: torch.Tensor, k
         blurred: ``(B, C, H, W)`` observed defocused image in [0, 1].
         coc: ``(B, 1, H, W)`` signed CoC radius in pixels.
         kernels: ``(S, R + 1, K, K)`` kernel bank, e.g. ``LearnableBlurKernel()()``.
+        layers: optional ``bank_layers(sharp, kernels)``, computed once by the caller (see :func:`reblur`).
     """
     _check_pair(sharp, blurred, "`sharp` and `blurred`")
-    return F.l1_loss(reblur(sharp, coc, kernels), blurred)
+    return F.l1_loss(reblur(sharp, coc, kernels, layers), blurred)
 
 
 def smoothness_loss(coc: torch.Tensor) -> torch.Tensor:
@@ -89,12 +96,14 @@ def defocus_map_loss(
         raise ValueError(
             f"Loss weights must be >= 0, got reblur {reblur_weight}, smoothness {smoothness_weight}, search {search_weight}."
         )
-    geometric = reblur_loss(sharp, blurred, coc, kernels)
+    # With the search term, every layer is needed anyway: convolve the image with the bank once for both terms.
+    layers = bank_layers(sharp, kernels) if search_weight > 0 else None
+    geometric = reblur_loss(sharp, blurred, coc, kernels, layers)
     smooth = smoothness_loss(coc) if smoothness_weight > 0 else coc.new_zeros(())
     total = reblur_weight * geometric + smoothness_weight * smooth
     parts = {"reblur": geometric.detach(), "smoothness": smooth.detach()}
     if search_weight > 0:
-        target = search_coc(sharp, blurred, kernels.detach(), search_window_sigma)
+        target = search_coc(sharp, blurred, kernels.detach(), search_window_sigma, layers.detach())
         searched = F.l1_loss(coc.abs(), target)
         total = total + search_weight * searched
         parts["search"] = searched.detach()

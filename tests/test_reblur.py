@@ -3,7 +3,14 @@ import torch
 import torch.nn.functional as F
 
 from defocusgan_hf.models.blur_kernel import LearnableBlurKernel
-from defocusgan_hf.models.reblur import fft_convolve, gaussian_window, layer_weights, reblur, search_coc
+from defocusgan_hf.models.reblur import (
+    bank_layers,
+    fft_convolve,
+    gaussian_window,
+    layer_weights,
+    reblur,
+    search_coc,
+)
 
 
 @pytest.fixture
@@ -127,3 +134,34 @@ def test_gaussian_window_is_normalised_and_checks_sigma():
     torch.testing.assert_close(window.sum(), torch.tensor(1.0))
     with pytest.raises(ValueError, match="sigma"):
         gaussian_window(0.0)
+
+
+@pytest.mark.parametrize("two_sided", [False, True])
+def test_shared_bank_layers_give_the_same_reblur_search_and_kernel_gradient(sharp, two_sided):
+    """Layers computed once (as the stage-1 loss does with its search term) change nothing but the cost."""
+    module = LearnableBlurKernel(max_radius=8, num_sides=2 if two_sided else 1)
+    coc = torch.linspace(-3.4, 5.2, 48).expand(2, 1, 40, 48).contiguous()
+    blurred = torch.rand(sharp.shape, generator=torch.Generator().manual_seed(2))
+    results = []
+    for shared in (False, True):
+        module.zero_grad()
+        kernels = module()
+        layers = bank_layers(sharp, kernels) if shared else None
+        assert layers is None or layers.shape == (2, kernels.shape[0], 9, 3, 40, 48)
+        out = reblur(sharp, coc, kernels, layers)
+        (out - blurred).abs().mean().backward()
+        searched = search_coc(sharp, blurred, kernels.detach(), 2.0, None if layers is None else layers.detach())
+        grads = [p.grad.clone() for p in module.parameters() if p.grad is not None]
+        results.append((out.detach(), searched, grads))
+    (out_a, search_a, grads_a), (out_b, search_b, grads_b) = results
+    torch.testing.assert_close(out_b, out_a, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(search_b, search_a)
+    assert grads_a and all(torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in zip(grads_a, grads_b))
+
+
+def test_layers_of_another_bank_are_rejected(sharp, kernels):
+    wrong = bank_layers(sharp, kernels[:, :5])
+    with pytest.raises(ValueError, match="bank_layers"):
+        reblur(sharp, torch.ones_like(sharp[:, :1]), kernels, wrong)
+    with pytest.raises(ValueError, match="bank_layers"):
+        search_coc(sharp, sharp, kernels, 2.0, wrong)

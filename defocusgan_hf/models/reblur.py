@@ -52,7 +52,20 @@ def layer_weights(radius: torch.Tensor, num_layers: int) -> torch.Tensor:
     return (1.0 - (radius - layers).abs()).clamp_min(0.0)
 
 
-def reblur(sharp: torch.Tensor, coc: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+def bank_layers(sharp: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """``sharp`` ``(B, C, H, W)`` convolved with every kernel of a ``(S, R + 1, K, K)`` bank: ``(B, S, R + 1, C, H, W)``.
+
+    Computed once, the layers serve both :func:`reblur` and :func:`search_coc` (``layers=``), which would otherwise
+    each convolve the image with the bank.
+    """
+    if kernels.dim() == 3:
+        kernels = kernels[None]
+    return fft_convolve(sharp, kernels.flatten(0, 1)).unflatten(1, kernels.shape[:2])
+
+
+def reblur(
+    sharp: torch.Tensor, coc: torch.Tensor, kernels: torch.Tensor, layers: torch.Tensor | None = None
+) -> torch.Tensor:
     """Blur ``sharp`` by the per-pixel CoC map ``coc`` with the kernel bank ``kernels`` (Eq. 4).
 
     Args:
@@ -61,6 +74,8 @@ def reblur(sharp: torch.Tensor, coc: torch.Tensor, kernels: torch.Tensor) -> tor
             side 0, ``coc < 0`` side 1. Magnitudes are clamped to the bank's largest radius.
         kernels: ``(S, R + 1, K, K)`` kernels for the integer radii 0..R (S = 1 or 2), e.g. from
             :class:`~defocusgan_hf.models.blur_kernel.LearnableBlurKernel`, or ``(R + 1, K, K)`` for one side.
+        layers: ``bank_layers(sharp, kernels)``, when the caller has them already; by default only the layers the
+            map reaches are computed.
 
     Returns:
         ``(B, C, H, W)`` reblurred image, differentiable with respect to ``sharp``, ``coc`` and ``kernels``.
@@ -80,11 +95,16 @@ def reblur(sharp: torch.Tensor, coc: torch.Tensor, kernels: torch.Tensor) -> tor
     top = min(max_radius, int(math.ceil(float(radius.detach().max()))))
     used = top + 1
     weights = layer_weights(radius, used)  # (B, L, H, W)
+    if layers is not None:
+        if layers.shape[:3] != (sharp.shape[0], sides, num_radii) or layers.shape[3:] != sharp.shape[1:]:
+            raise ValueError(f"`layers` must be bank_layers(sharp, kernels), got shape {tuple(layers.shape)}.")
+        layers = layers[:, :, :used]  # (B, S, L, C, H, W)
     if sides == 1:
-        layers = fft_convolve(sharp, kernels[0, :used])  # (B, L, C, H, W)
+        layers = fft_convolve(sharp, kernels[0, :used]) if layers is None else layers[:, 0]  # (B, L, C, H, W)
         return (weights[:, :, None] * layers).sum(dim=1)
     behind = (coc >= 0).to(sharp.dtype)  # (B, 1, H, W)
-    layers = fft_convolve(sharp, kernels[:, :used].flatten(0, 1)).unflatten(1, (2, used))  # (B, 2, L, C, H, W)
+    if layers is None:
+        layers = fft_convolve(sharp, kernels[:, :used].flatten(0, 1)).unflatten(1, (2, used))  # (B, 2, L, C, H, W)
     side_weights = torch.stack([weights * behind, weights * (1 - behind)], dim=1)  # (B, 2, L, H, W)
     return (side_weights[:, :, :, None] * layers).sum(dim=(1, 2))
 
@@ -101,7 +121,13 @@ def gaussian_window(sigma: float, dtype=torch.float32, device=None) -> torch.Ten
 
 
 @torch.no_grad()
-def search_coc(sharp: torch.Tensor, blurred: torch.Tensor, kernels: torch.Tensor, window_sigma: float = 8.0) -> torch.Tensor:
+def search_coc(
+    sharp: torch.Tensor,
+    blurred: torch.Tensor,
+    kernels: torch.Tensor,
+    window_sigma: float = 8.0,
+    layers: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Per-pixel exhaustive search of Eq. 2 over the bank's radii: the |CoC| that best explains ``blurred``.
 
     Gradient descent on Eq. 2 moves a pixel's radius by the difference of two neighbouring layers, so it stalls in
@@ -116,6 +142,7 @@ def search_coc(sharp: torch.Tensor, blurred: torch.Tensor, kernels: torch.Tensor
         sharp, blurred: ``(B, C, H, W)`` all-in-focus and defocused images in [0, 1].
         kernels: ``(S, R + 1, K, K)`` or ``(R + 1, K, K)`` bank, as for :func:`reblur`.
         window_sigma: standard deviation of the averaging window, pixels.
+        layers: ``bank_layers(sharp, kernels)``, when the caller has them already (they are computed otherwise).
 
     Returns:
         ``(B, 1, H, W)`` unsigned CoC radius in pixels, in ``[0, R]``.
@@ -125,7 +152,11 @@ def search_coc(sharp: torch.Tensor, blurred: torch.Tensor, kernels: torch.Tensor
     if sharp.shape != blurred.shape or sharp.dim() != 4:
         raise ValueError(f"`sharp` and `blurred` must be (B, C, H, W) of one shape, got {tuple(sharp.shape)}, {tuple(blurred.shape)}.")
     sides, num_radii = kernels.shape[:2]
-    layers = fft_convolve(sharp, kernels.flatten(0, 1))  # (B, S·L, C, H, W)
+    if layers is None:
+        layers = bank_layers(sharp, kernels)
+    if layers.shape[:3] != (sharp.shape[0], sides, num_radii) or layers.shape[3:] != sharp.shape[1:]:
+        raise ValueError(f"`layers` must be bank_layers(sharp, kernels), got shape {tuple(layers.shape)}.")
+    layers = layers.flatten(1, 2)  # (B, S·L, C, H, W)
     residual = (layers - blurred[:, None]).abs().mean(dim=2)  # (B, S·L, H, W)
     window = gaussian_window(window_sigma, dtype=residual.dtype, device=residual.device)
     cost = fft_convolve(residual, window)[:, 0]  # (B, S·L, H, W)
