@@ -63,6 +63,11 @@ def bank_layers(sharp: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     return fft_convolve(sharp, kernels.flatten(0, 1)).unflatten(1, kernels.shape[:2])
 
 
+def _check_layers(layers: torch.Tensor, sharp: torch.Tensor, kernels: torch.Tensor) -> None:
+    if layers.shape[:3] != (sharp.shape[0], *kernels.shape[:2]) or layers.shape[3:] != sharp.shape[1:]:
+        raise ValueError(f"`layers` must be bank_layers(sharp, kernels), got shape {tuple(layers.shape)}.")
+
+
 def reblur(
     sharp: torch.Tensor, coc: torch.Tensor, kernels: torch.Tensor, layers: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -95,16 +100,15 @@ def reblur(
     top = min(max_radius, int(math.ceil(float(radius.detach().max()))))
     used = top + 1
     weights = layer_weights(radius, used)  # (B, L, H, W)
-    if layers is not None:
-        if layers.shape[:3] != (sharp.shape[0], sides, num_radii) or layers.shape[3:] != sharp.shape[1:]:
-            raise ValueError(f"`layers` must be bank_layers(sharp, kernels), got shape {tuple(layers.shape)}.")
-        layers = layers[:, :, :used]  # (B, S, L, C, H, W)
-    if sides == 1:
-        layers = fft_convolve(sharp, kernels[0, :used]) if layers is None else layers[:, 0]  # (B, L, C, H, W)
-        return (weights[:, :, None] * layers).sum(dim=1)
-    behind = (coc >= 0).to(sharp.dtype)  # (B, 1, H, W)
     if layers is None:
-        layers = fft_convolve(sharp, kernels[:, :used].flatten(0, 1)).unflatten(1, (2, used))  # (B, 2, L, C, H, W)
+        layers = bank_layers(sharp, kernels[:, :used])
+    else:
+        _check_layers(layers, sharp, kernels)
+        layers = layers[:, :, :used]
+    # layers: (B, S, L, C, H, W)
+    if sides == 1:
+        return (weights[:, :, None] * layers[:, 0]).sum(dim=1)
+    behind = (coc >= 0).to(sharp.dtype)  # (B, 1, H, W)
     side_weights = torch.stack([weights * behind, weights * (1 - behind)], dim=1)  # (B, 2, L, H, W)
     return (side_weights[:, :, :, None] * layers).sum(dim=(1, 2))
 
@@ -154,8 +158,7 @@ def search_coc(
     sides, num_radii = kernels.shape[:2]
     if layers is None:
         layers = bank_layers(sharp, kernels)
-    if layers.shape[:3] != (sharp.shape[0], sides, num_radii) or layers.shape[3:] != sharp.shape[1:]:
-        raise ValueError(f"`layers` must be bank_layers(sharp, kernels), got shape {tuple(layers.shape)}.")
+    _check_layers(layers, sharp, kernels)
     layers = layers.flatten(1, 2)  # (B, S·L, C, H, W)
     residual = (layers - blurred[:, None]).abs().mean(dim=2)  # (B, S·L, H, W)
     window = gaussian_window(window_sigma, dtype=residual.dtype, device=residual.device)
