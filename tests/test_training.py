@@ -161,3 +161,44 @@ def test_defocus_map_two_processes(tmp_path):
         processes=2,
     )  # fmt: skip
     assert (out / "checkpoint-2" / "blur_kernel" / "config.json").is_file()
+
+
+def test_defocus_map_validation_searches_once_per_kernel(tmp_path, valset):
+    """Stage-1 validation reuses the search MAE while the kernels are unchanged, and its figures equal a direct
+    computation (reblur L1 through the shared bank layers, search of each sample)."""
+    sys.path.insert(0, str(ROOT / "train"))
+    import train_defocus_map as stage1
+    from accelerate import Accelerator
+
+    from defocusgan_hf.data import ValidationSet
+    from defocusgan_hf.losses import defocus_map_loss
+    from defocusgan_hf.models import DualPixelDefocusNet, LearnableBlurKernel
+    from defocusgan_hf.models.reblur import search_coc
+
+    torch.manual_seed(0)
+    net = DualPixelDefocusNet(max_coc=6, **json.loads(TINY_DEFOCUS)).eval()
+    kernel = LearnableBlurKernel(max_radius=6)
+    samples = [ValidationSet(valset)[i] for i in range(2)]
+    args = stage1.parse_args(["--output_dir", str(tmp_path), "--search_window_sigma", "2"])
+    accelerator = Accelerator(cpu=True)
+    cache = stage1.SearchMAECache()
+
+    first = stage1.log_validation(net, kernel, args, accelerator, 1, samples, cache)
+    second = stage1.log_validation(net, kernel, args, accelerator, 2, samples, cache)
+    assert cache.searches == 1 and first == second
+
+    kernels = kernel().detach()
+    reblur, search = [], []
+    for s in samples:
+        b = {k: v[None] for k, v in s.items() if isinstance(v, torch.Tensor)}
+        with torch.no_grad():
+            pred = net(b["left"], b["right"]).defocus_map
+        reblur.append(float(defocus_map_loss(b["sharp"], b["blurred"], pred, kernels, smoothness_weight=0.0)[1]["reblur"]))
+        search.append(float((search_coc(b["sharp"], b["blurred"], kernels, 2.0) - b["coc"].abs()).abs().mean()))
+    assert first["val/reblur_l1"] == pytest.approx(sum(reblur) / 2, rel=1e-5)
+    assert first["val/search_abs_mae_px"] == pytest.approx(sum(search) / 2, rel=1e-5)
+
+    with torch.no_grad():  # a kernel block changes the kernels (a uniform log-gain would not): the search runs again
+        kernel.log_gain.copy_(torch.randn_like(kernel.log_gain))
+    third = stage1.log_validation(net, kernel, args, accelerator, 3, samples, cache)
+    assert cache.searches == 2 and third["val/search_abs_mae_px"] != first["val/search_abs_mae_px"]

@@ -29,9 +29,9 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from defocusgan_hf.data import DualPixelConfig, DualPixelRenderer
-from defocusgan_hf.losses import defocus_map_loss
+from defocusgan_hf.losses import defocus_map_loss, reblur_loss
 from defocusgan_hf.models import DualPixelDefocusNet, LearnableBlurKernel
-from defocusgan_hf.models.reblur import search_coc
+from defocusgan_hf.models.reblur import bank_layers, search_coc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import training_utils as tu  # noqa: E402
@@ -90,25 +90,54 @@ def kernel_figure(kernels: torch.Tensor, path: Path, radii=(1, 3, 6, 10, 15, 25)
     plt.close(fig)
 
 
+class SearchMAECache:
+    """The search target's |CoC| MAE (px) on the fixed validation samples, kept with the kernels it was measured
+    with: it depends on nothing else, and the kernels change only in kernel blocks, so a net-only run searches once
+    instead of at every validation."""
+
+    def __init__(self):
+        self.kernels: torch.Tensor | None = None
+        self.value: float | None = None
+        self.searches = 0  # how many times the search ran (tests read it)
+
+    def matches(self, kernels: torch.Tensor) -> bool:
+        return self.kernels is not None and self.kernels.shape == kernels.shape and torch.equal(self.kernels, kernels)
+
+    def store(self, kernels: torch.Tensor, value: float) -> None:
+        self.kernels, self.value = kernels.detach().clone(), float(value)
+        self.searches += 1
+
+
 @torch.no_grad()
-def log_validation(net, kernel, args, accelerator, step: int, validation: list[dict]) -> dict[str, float]:
+def log_validation(
+    net, kernel, args, accelerator, step: int, validation: list[dict], search_cache: SearchMAECache | None = None
+) -> dict[str, float]:
     """Reblur L1, and |CoC| MAE (px) against the true map of the net's map, of the constant mean map and of the
-    search target (``search_coc``, which sees the sharp image); saves the kernels as a picture and as data."""
+    search target (``search_coc``, which sees the sharp image); saves the kernels as a picture and as data.
+
+    Each sample's image is convolved with the kernel bank once, for the reblur and the search alike; with a
+    ``search_cache``, the search MAE is reused while the kernels are unchanged."""
     model, blur = accelerator.unwrap_model(net), accelerator.unwrap_model(kernel)
     was_training = model.training
     model.eval()
     kernels = blur()
+    search_cache = search_cache or SearchMAECache()
+    cached = search_cache.matches(kernels)
     reblur_l1, coc_mae, mean_map_mae, search_mae = [], [], [], []
     mean_abs = float(np.mean([s["coc"].abs().mean() for s in validation]))
     for sample in validation:
         batch = {k: v[None].to(accelerator.device) for k, v in sample.items() if isinstance(v, torch.Tensor)}
         pred = model(batch["left"], batch["right"]).defocus_map
-        _, parts = defocus_map_loss(batch["sharp"], batch["blurred"], pred, kernels, smoothness_weight=0.0)
-        reblur_l1.append(float(parts["reblur"]))
+        # The search needs every layer of the bank; without it reblur computes only those the map reaches.
+        layers = None if cached else bank_layers(batch["sharp"], kernels)
+        reblur_l1.append(float(reblur_loss(batch["sharp"], batch["blurred"], pred, kernels, layers)))
         coc_mae.append(float((pred.abs() - batch["coc"].abs()).abs().mean()))
         mean_map_mae.append(float((batch["coc"].abs() - mean_abs).abs().mean()))
-        searched = search_coc(batch["sharp"], batch["blurred"], kernels, args.search_window_sigma)
-        search_mae.append(float((searched - batch["coc"].abs()).abs().mean()))
+        if not cached:
+            searched = search_coc(batch["sharp"], batch["blurred"], kernels, args.search_window_sigma, layers)
+            search_mae.append(float((searched - batch["coc"].abs()).abs().mean()))
+    if not cached:
+        search_cache.store(kernels, np.mean(search_mae))
     model.train(was_training)
     folder = Path(args.output_dir) / "validation"
     folder.mkdir(parents=True, exist_ok=True)
@@ -118,7 +147,7 @@ def log_validation(net, kernel, args, accelerator, step: int, validation: list[d
         "val/reblur_l1": float(np.mean(reblur_l1)),
         "val/coc_abs_mae_px": float(np.mean(coc_mae)),
         "val/mean_map_abs_mae_px": float(np.mean(mean_map_mae)),
-        "val/search_abs_mae_px": float(np.mean(search_mae)),
+        "val/search_abs_mae_px": search_cache.value,
     }
     logger.info(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
     return metrics
@@ -172,6 +201,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     renderer = DualPixelRenderer(config.clean() if args.clean_data else config)
     iterator = iter(tu.step_loader(tu.training_dataset(args), args, accelerator, start_step))
     validation = tu.validation_samples(args)
+    search_cache = SearchMAECache()
 
     progress = tqdm(range(start_step, args.max_train_steps), initial=start_step, total=args.max_train_steps,
                     disable=not accelerator.is_local_main_process, desc="steps")
@@ -217,13 +247,13 @@ def main(args: argparse.Namespace) -> dict[str, float]:
             tu.save_checkpoint(accelerator, args, step)
         if accelerator.is_main_process and validation and (step % args.validation_steps == 0 or step == args.max_train_steps):
             with tu.ema_weights(ema, accelerator.unwrap_model(net)):
-                history = log_validation(net, kernel, args, accelerator, step, validation)
+                history = log_validation(net, kernel, args, accelerator, step, validation, search_cache)
             tu.log_jsonl(accelerator, args, history, step)
     progress.close()
     if ema is not None:
         ema.copy_to(accelerator.unwrap_model(net).parameters())  # validated and exported from here on
     if accelerator.is_main_process and validation and not history:
-        history = log_validation(net, kernel, args, accelerator, step, validation)
+        history = log_validation(net, kernel, args, accelerator, step, validation, search_cache)
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
