@@ -51,6 +51,7 @@ from . import __version__
 from .deconvolution import DEFAULT_RL_ITERATIONS, DEFAULT_WIENER_BALANCE, layered_deconvolution
 from .losses import reblur_loss
 from .metrics import (
+    DEFAULT_COC_EDGES,
     DPDD_TEST_SIZE,
     METRIC_NAMES,
     Protocol,
@@ -58,7 +59,10 @@ from .metrics import (
     dpdd_scene_group,
     get_protocol,
     image_metrics,
+    parse_coc_edges,
+    pooled_psnr,
     prepare,
+    squared_error_by_coc,
     summarize,
 )
 from .models.blur_kernel import KERNEL_FAMILIES, LearnableBlurKernel, kernel_bank
@@ -259,6 +263,8 @@ class EvaluationResult:
     lpips_available: bool
     settings: dict
     notes: list[str]
+    # PSNR by true |CoC| range, pooled over the set's pixels (sets with true maps): {"edges", "pixels", "psnr"}.
+    coc_ranges: dict | None = None
 
 
 def map_reblur_l1(sharp: np.ndarray, blurred: np.ndarray, coc: np.ndarray, kernels: torch.Tensor) -> float:
@@ -287,15 +293,18 @@ def evaluate_methods(
     balance: float = DEFAULT_WIENER_BALANCE,
     num_iter: int = DEFAULT_RL_ITERATIONS,
     progress: bool = True,
+    coc_edges: Sequence[float] | None = DEFAULT_COC_EDGES,
 ) -> EvaluationResult:
     """Run every method on every sample and measure it. ``lpips``: an :class:`~defocusgan_hf.models.lpips.LPIPS`
-    with the protocol's backbone, or ``None`` (then no LPIPS column is filled)."""
+    with the protocol's backbone, or ``None`` (then no LPIPS column is filled). Where the data has true CoC maps,
+    ``coc_edges`` (lower edges, px; ``None`` = off) also splits each method's squared error by true |CoC| range."""
     protocol = get_protocol(protocol)
     rows: list[dict] = []
     estimated_cache: dict[int, np.ndarray] = {}
     # Eq. 2 per map and kernel source: the Wiener and RL rows of one map share it.
     reblur_cache: dict[tuple, float] = {}
     mean_abs_coc = mean_abs_coc_of(data) if any(m.map_source == "mean_map" for m in methods) else None
+    by_coc = {m.key: [np.zeros(len(coc_edges)), np.zeros(len(coc_edges))] for m in methods} if coc_edges else {}
     for index in tqdm(data.indices, desc=f"evaluating ({protocol.name} protocol)", disable=not progress):
         sample = data.dataset[index]
         name = str(sample.get("name", f"{index:04d}"))
@@ -343,6 +352,10 @@ def evaluate_methods(
                     reblur_cache[reblur_key] = map_reblur_l1(sharp, blurred, coc, method.kernels)
                 map_values["reblur_l1"] = reblur_cache[reblur_key]
             values = image_metrics(restored, sharp, protocol, lpips=None if lpips is None else lpips.distance)
+            if by_coc and true_coc is not None:
+                sums, counts = squared_error_by_coc(prepare(restored, protocol), sharp, true_coc, coc_edges)
+                by_coc[method.key][0] += sums
+                by_coc[method.key][1] += counts
             rows.append(
                 {"name": name, "group": group, "method": method.key, **values, **map_values, "seconds": seconds}
             )
@@ -363,7 +376,16 @@ def evaluate_methods(
         "torch_threads": torch.get_num_threads(),
     }
     notes = [data.note] if data.note else []
-    return EvaluationResult(rows, summary, list(methods), groups, protocol, lpips is not None, settings, notes)
+    coc_ranges = None
+    if by_coc and methods and by_coc[methods[0].key][1].sum() > 0:
+        coc_ranges = {
+            "edges": [float(e) for e in coc_edges],
+            "pixels": [int(c) for c in by_coc[methods[0].key][1]],
+            "psnr": {key: pooled_psnr(*pair) for key, pair in by_coc.items()},
+        }
+    return EvaluationResult(
+        rows, summary, list(methods), groups, protocol, lpips is not None, settings, notes, coc_ranges
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -420,6 +442,28 @@ def format_table(result: EvaluationResult, title: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def format_coc_range_table(result: EvaluationResult) -> str:
+    """PSNR by true |CoC| range (Markdown), pooled over the pixels of each range; "" without true maps."""
+    ranges = result.coc_ranges
+    if not ranges:
+        return ""
+    edges, pixels = ranges["edges"], ranges["pixels"]
+    names = [f"[{a:g}, {b:g}) px" for a, b in zip(edges, edges[1:])] + [f"≥ {edges[-1]:g} px"]
+    total = max(sum(pixels), 1)
+    lines = [
+        "",
+        "PSNR↑ (dB) by true |CoC| range: 10·log10(1/MSE) over all pixels of the range in the set (pooled, not per image).",
+        "",
+        "| Method | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+        "| share of pixels | " + " | ".join(f"{100 * c / total:.1f}%" for c in pixels) + " |",
+    ]
+    for method in result.methods:
+        label = method.label.replace("|", "\\|")
+        lines.append(f"| {label} | " + " | ".join(_fmt(v, "psnr") for v in ranges["psnr"][method.key]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def check_outputs(output_dir: str | os.PathLike, overwrite: bool) -> list[Path]:
     """The output paths; a ``FileExistsError`` naming them if any exists and ``overwrite`` is off."""
     paths = [Path(output_dir) / name for name in OUTPUT_FILES]
@@ -444,6 +488,7 @@ def write_outputs(
         "notes": result.notes,
         "methods": {m.key: {"label": m.label, **m.details} for m in result.methods},
         "results": result.summary,
+        "psnr_by_coc_range": result.coc_ranges,
         "table_markdown": table,
     }
     json_path.write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
@@ -519,6 +564,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--defocus_models",
         default=None,
         help="Kernel ablation: gaussian=PATH,butterworth=PATH,learnable=PATH (stage-1 checkpoints per kernel).",
+    )
+    add(
+        "--coc_ranges",
+        default=",".join(f"{e:g}" for e in DEFAULT_COC_EDGES),
+        help="Lower edges (px) of the true-|CoC| ranges of the PSNR-by-defocus table (data with true maps); "
+        "'none' to leave it out.",
     )
     add("--tile_size", type=int, default=0, help="Tile side for the nets (0 = whole images, the paper's protocol).")
     add("--tile_overlap", type=int, default=64, help="Tile overlap in pixels.")
@@ -709,6 +760,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_outputs(args.output_dir, args.overwrite)
         protocol = get_protocol(args.protocol)
+        coc_edges = None if args.coc_ranges.strip().lower() == "none" else parse_coc_edges(args.coc_ranges)
         if args.kernel_ablation and args.dataset != "synthetic":
             raise ValueError("--kernel_ablation runs on the synthetic validation set (--dataset synthetic).")
         lpips = load_lpips(args.lpips_weights.split(",") if args.lpips_weights else None, protocol, args.device)
@@ -725,6 +777,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             balance=args.wiener_balance,
             num_iter=args.rl_iterations,
             progress=not args.no_progress,
+            coc_edges=coc_edges,
         )
     except (ValueError, OSError) as error:  # bad flags, missing/unreadable data or weights (incl. FileExistsError)
         print(f"defocusgan-eval: error: {error}", file=sys.stderr)
@@ -732,7 +785,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     title = (
         f"### {'Kernel ablation (Table 5)' if args.kernel_ablation else 'Deblurring'} on {args.dataset} ({args.root})"
     )
-    table = format_table(result, title)
+    table = format_table(result, title) + format_coc_range_table(result)
     print(table)
     info = {
         "command": "python -m defocusgan_hf.evaluate " + shlex.join(sys.argv[1:] if argv is None else list(argv)),

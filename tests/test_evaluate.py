@@ -259,3 +259,23 @@ def test_self_ensemble_adds_a_row_beside_the_plain_model(valset, pipeline_dir, t
     assert results["methods"]["model_x8"]["label"].endswith("+ x8 self-ensemble")
     plain, averaged = results["results"]["model"]["all"], results["results"]["model_x8"]["all"]
     assert plain["psnr"] != averaged["psnr"]  # the rows are two different computations
+
+
+def test_psnr_by_coc_range_splits_the_set_by_true_defocus(valset, tmp_path, capsys):
+    """The ramp map of the fixture spans |CoC| 0..4 px: the breakdown counts every pixel once and the blurred
+    input is worse where the blur is larger; ``--coc_ranges none`` leaves the table out."""
+    out = tmp_path / "eval"
+    code, printed = run(
+        ["--root", valset, "--baselines", "input,wiener_true_map", "--coc_ranges", "0,1,3", "--output_dir", out], capsys
+    )
+    assert code == 0, printed.err
+    ranges = json.loads((out / "results.json").read_text())["psnr_by_coc_range"]
+    assert ranges["edges"] == [0, 1, 3] and sum(ranges["pixels"]) == 2 * SIZE * SIZE
+    small, middle, large = ranges["psnr"]["input"]
+    assert small > middle > large
+    assert "| [0, 1) px | [1, 3) px | ≥ 3 px |" in printed.out and "| share of pixels |" in printed.out
+    none = tmp_path / "none"
+    assert run(["--root", valset, "--baselines", "input", "--coc_ranges", "none", "--output_dir", none], capsys)[0] == 0
+    assert json.loads((none / "results.json").read_text())["psnr_by_coc_range"] is None
+    code, printed = run(["--root", valset, "--coc_ranges", "2,1", "--output_dir", tmp_path / "bad"], capsys)
+    assert code == 2 and "edges" in printed.err

@@ -154,3 +154,25 @@ def test_lpips_refuses_the_wrong_backbone_and_incomplete_files(tmp_path):
         LPIPS.from_pretrained(tmp_path / "partial.safetensors")
     with pytest.raises(FileNotFoundError, match="not found"):
         LPIPS.from_pretrained(tmp_path / "absent.safetensors")
+
+
+def test_squared_error_by_coc_pools_each_range_and_its_psnr():
+    from defocusgan_hf.metrics import parse_coc_edges, pooled_psnr, squared_error_by_coc
+
+    target = np.zeros((2, 3, 3))
+    prediction = np.zeros((2, 3, 3))
+    prediction[0, 0] = 0.1  # a pixel at |CoC| 1 px, squared error 0.01
+    prediction[1, 2] = 0.2  # a pixel at |CoC| 30 px: past the last edge, in the open last range
+    coc = np.array([[-1.0, 0.5, 2.0], [4.9, 5.0, 30.0]])
+    sums, counts = squared_error_by_coc(prediction, target, coc, (0, 2, 5))
+    np.testing.assert_allclose(sums, [0.01, 0.0, 0.04])
+    np.testing.assert_array_equal(counts, [2, 2, 2])  # the sign is ignored; an edge belongs to the range above it
+    psnrs = pooled_psnr(sums, counts)
+    assert psnrs[0] == pytest.approx(10 * np.log10(2 / 0.01)) and psnrs[1] == float("inf")
+    assert pooled_psnr(np.zeros(1), np.zeros(1)) == [None]
+    assert parse_coc_edges("0, 2,5") == (0.0, 2.0, 5.0)
+    for bad in ("1,2", "0,5,2", "0", "0,a"):
+        with pytest.raises(ValueError, match="edges"):
+            parse_coc_edges(bad)
+    with pytest.raises(ValueError, match="CoC map"):
+        squared_error_by_coc(prediction, target, coc[:, :2], (0, 2))
