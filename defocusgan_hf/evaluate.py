@@ -22,7 +22,8 @@ Butterworth and the learnable kernel, each followed by the same layered Wiener d
 bank that net was trained with: its map's radii are measured in that kernel's units).
 
 Outputs in ``--output_dir``: ``results.md`` (the table printed), ``results.json`` (protocol, settings, command,
-means per method and group) and ``per_image.csv``. Existing files are never replaced without ``--overwrite``.
+means per method and group), ``per_image.csv`` and, on data with true CoC maps, ``psnr_by_coc_range.png`` (PSNR
+by true |CoC| range, also in the two first files). Existing files are never replaced without ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ from .metrics import (
 from .models.blur_kernel import KERNEL_FAMILIES, LearnableBlurKernel, kernel_bank
 from .tiling import tiled_apply
 
-OUTPUT_FILES = ("results.md", "results.json", "per_image.csv")
+OUTPUT_FILES = ("results.md", "results.json", "per_image.csv", "psnr_by_coc_range.png")
 DECONV_METHODS = {"wiener": "wiener", "rl": "richardson_lucy"}
 # mean_map: one constant, the mean |CoC| of the evaluated set's true maps, everywhere (the baseline a stage-1 map
 # must beat: issue #4 asks for half its |CoC| error).
@@ -464,6 +465,36 @@ def format_coc_range_table(result: EvaluationResult) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot_coc_ranges(result: EvaluationResult, path: str | os.PathLike) -> None:
+    """Bar chart of the PSNR-by-|CoC|-range table: one group of bars per range, one bar per method (PNG)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    ranges = result.coc_ranges
+    edges, pixels = ranges["edges"], ranges["pixels"]
+    names = [f"{a:g}–{b:g} px" for a, b in zip(edges, edges[1:])] + [f"≥ {edges[-1]:g} px"]
+    total = max(sum(pixels), 1)
+    labels = [f"{n}\n({100 * c / total:.0f}% of pixels)" for n, c in zip(names, pixels)]
+    figure = Figure(figsize=(1.9 * len(names) + 2, 3.6), dpi=110)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    width = 0.8 / len(result.methods)
+    for i, method in enumerate(result.methods):
+        values = [np.nan if v is None or math.isinf(v) else v for v in ranges["psnr"][method.key]]
+        axes.bar(np.arange(len(names)) + (i - (len(result.methods) - 1) / 2) * width, values, width, label=method.label)
+    axes.set_xticks(np.arange(len(names)), labels, fontsize=8)
+    axes.set_ylabel("PSNR (dB, pooled)")
+    axes.set_xlabel("true |CoC| radius")
+    finite = [v for m in result.methods for v in ranges["psnr"][m.key] if v is not None and not math.isinf(v)]
+    if finite:
+        axes.set_ylim(min(finite) - 2, max(finite) + 1)
+    axes.grid(axis="y", alpha=0.3)
+    axes.legend(fontsize=7, loc="upper right")
+    axes.set_title(f"PSNR by defocus ({result.protocol.name} protocol)", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path)
+
+
 def check_outputs(output_dir: str | os.PathLike, overwrite: bool) -> list[Path]:
     """The output paths; a ``FileExistsError`` naming them if any exists and ``overwrite`` is off."""
     paths = [Path(output_dir) / name for name in OUTPUT_FILES]
@@ -477,7 +508,7 @@ def write_outputs(
     result: EvaluationResult, output_dir: str | os.PathLike, table: str, info: dict, overwrite: bool = False
 ) -> list[Path]:
     """Write ``results.md``, ``results.json`` and ``per_image.csv``; returns their paths."""
-    md_path, json_path, csv_path = check_outputs(output_dir, overwrite)
+    md_path, json_path, csv_path, plot_path = check_outputs(output_dir, overwrite)
     md_path.parent.mkdir(parents=True, exist_ok=True)
     md_path.write_text(table + f"\nCommand: `{info['command']}`\n")
     payload = {
@@ -498,7 +529,13 @@ def write_outputs(
         writer.writeheader()
         for row in result.rows:
             writer.writerow({k: row.get(k, "") for k in fields})
-    return [md_path, json_path, csv_path]
+    written = [md_path, json_path, csv_path]
+    if result.coc_ranges:
+        plot_coc_ranges(result, plot_path)
+        written.append(plot_path)
+    elif plot_path.exists():  # --overwrite of an earlier run with true maps: its plot no longer matches
+        plot_path.unlink()
+    return written
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -274,8 +274,13 @@ def test_psnr_by_coc_range_splits_the_set_by_true_defocus(valset, tmp_path, caps
     small, middle, large = ranges["psnr"]["input"]
     assert small > middle > large
     assert "| [0, 1) px | [1, 3) px | ≥ 3 px |" in printed.out and "| share of pixels |" in printed.out
+    from PIL import Image
+
+    with Image.open(out / "psnr_by_coc_range.png") as plot:  # the same table as a bar chart
+        assert plot.format == "PNG" and plot.width > 300
     none = tmp_path / "none"
     assert run(["--root", valset, "--baselines", "input", "--coc_ranges", "none", "--output_dir", none], capsys)[0] == 0
     assert json.loads((none / "results.json").read_text())["psnr_by_coc_range"] is None
+    assert not (none / "psnr_by_coc_range.png").exists()
     code, printed = run(["--root", valset, "--coc_ranges", "2,1", "--output_dir", tmp_path / "bad"], capsys)
     assert code == 2 and "edges" in printed.err
