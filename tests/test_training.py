@@ -74,6 +74,29 @@ def test_defocusgan_resume_continues_with_the_same_losses(tmp_path, valset):
         assert resumed[step]["critic/wasserstein"] == pytest.approx(first[step]["critic/wasserstein"], rel=1e-4, abs=1e-6)
 
 
+def test_time_budget_makes_the_current_step_the_last(tmp_path, valset):
+    """--max_train_minutes: once spent, the run stops at that step and still checkpoints, validates and exports it
+    (the two-process test above runs the broadcast with a budget that is not spent)."""
+    out = tmp_path / "budget"
+    launch(
+        "train_defocusgan.py",
+        ["--output_dir", str(out), "--model_config", TINY_GENERATOR, "--max_train_steps", "50", "--max_train_minutes",
+         "1e-6", "--checkpointing_steps", "10", "--validation_dir", str(valset), "--validation_steps", "10",
+         "--lambda_perceptual", "0", "--lambda_adv", "0", *COMMON],
+    )  # fmt: skip
+    assert sorted(read_log(out)) == [1]
+    assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-1"]
+    assert (out / "validation" / "step-0000001.png").is_file() and (out / "pipeline" / "model_index.json").is_file()
+    sys.path.insert(0, str(ROOT / "train"))
+    import training_utils as tu
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=True)
+    assert not tu.TimeBudget(None, accelerator).spent() and not tu.TimeBudget(10, accelerator).spent()
+    with pytest.raises(ValueError, match="max_train_minutes"):
+        tu.TimeBudget(0, accelerator)
+
+
 def test_defocusgan_refuses_to_start_over_existing_checkpoints(tmp_path):
     (tmp_path / "checkpoint-5").mkdir()
     result = subprocess.run(
@@ -99,7 +122,7 @@ def test_defocusgan_two_processes_with_accumulation(tmp_path):
         "train_defocusgan.py",
         ["--output_dir", str(out), "--model_config", TINY_GENERATOR, "--max_train_steps", "2", "--checkpointing_steps", "2",
          "--validation_dir", "", "--lambda_perceptual", "0", "--lambda_adv", "0.002", "--critic_steps", "2",
-         "--gradient_accumulation_steps", "2", *COMMON],
+         "--gradient_accumulation_steps", "2", "--max_train_minutes", "1000", *COMMON],
         processes=2,
     )  # fmt: skip
     assert (out / "checkpoint-2" / "critic" / "config.json").is_file()
@@ -193,7 +216,8 @@ def test_defocus_map_validation_searches_once_per_kernel(tmp_path, valset):
         b = {k: v[None] for k, v in s.items() if isinstance(v, torch.Tensor)}
         with torch.no_grad():
             pred = net(b["left"], b["right"]).defocus_map
-        reblur.append(float(defocus_map_loss(b["sharp"], b["blurred"], pred, kernels, smoothness_weight=0.0)[1]["reblur"]))
+        _, parts = defocus_map_loss(b["sharp"], b["blurred"], pred, kernels, smoothness_weight=0.0)
+        reblur.append(float(parts["reblur"]))
         search.append(float((search_coc(b["sharp"], b["blurred"], kernels, 2.0) - b["coc"].abs()).abs().mean()))
     assert first["val/reblur_l1"] == pytest.approx(sum(reblur) / 2, rel=1e-5)
     assert first["val/search_abs_mae_px"] == pytest.approx(sum(search) / 2, rel=1e-5)

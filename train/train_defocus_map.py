@@ -207,6 +207,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
                     disable=not accelerator.is_local_main_process, desc="steps")
     history: dict[str, float] = {}
     step, started = start_step, time.time()
+    budget = tu.TimeBudget(args.max_train_minutes, accelerator)
     while step < args.max_train_steps:
         phase = phase_at(step, args)
         tu.set_learning_rate(optimizer_net, args.learning_rate * schedule(step))
@@ -237,6 +238,8 @@ def main(args: argparse.Namespace) -> dict[str, float]:
             ema.step(accelerator.unwrap_model(net).parameters())
         step += 1
         progress.update(1)
+        if budget.spent():  # this step becomes the last: logged, checkpointed, validated and exported below
+            args.max_train_steps = step
         progress.set_postfix(loss=f"{float(loss):.4f}", phase=phase)
         logs = {"loss/total": float(loss), **{f"loss/{k}": float(v) for k, v in parts.items()}, "phase_kernel": float(phase == "kernel")}
         if step % args.logging_steps == 0 or step == args.max_train_steps:

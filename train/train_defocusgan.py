@@ -219,6 +219,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     history: dict[str, float] = {}
     step = start_step
     started = time.time()
+    budget = tu.TimeBudget(args.max_train_minutes, accelerator)
     while step < args.max_train_steps:
         weight = 0.0 if args.no_guidance else guidance_weight_at(step, args.guidance_anneal_steps)
         tu.set_learning_rate(optimizer_g, args.learning_rate * schedule(step))
@@ -262,6 +263,8 @@ def main(args: argparse.Namespace) -> dict[str, float]:
             ema.step(accelerator.unwrap_model(generator_net).parameters())
         step += 1
         progress.update(1)
+        if budget.spent():  # this step becomes the last: logged, checkpointed, validated and exported below
+            args.max_train_steps = step
         progress.set_postfix(loss=f"{logs['loss/total']:.4f}", w=f"{weight:.2f}")
         if step % args.logging_steps == 0 or step == args.max_train_steps:
             logs["steps_per_second"] = (step - start_step) / max(time.time() - started, 1e-9)

@@ -12,6 +12,7 @@ import math
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import ProjectConfiguration, broadcast, set_seed
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 logger = get_logger(__name__)
@@ -38,6 +39,9 @@ def add_common_args(parser: argparse.ArgumentParser, default_output_dir: str, de
     add("--resolution", type=int, default=512, help="Training crop size in pixels (paper: 512).")
     add("--train_batch_size", type=int, default=4, help="Batch size per process (paper: 4).")
     add("--max_train_steps", type=int, default=100_000, help="Total optimisation steps.")
+    add("--max_train_minutes", type=float, default=None,
+        help="Wall-clock budget of this run, minutes from its first step: the step that passes it becomes the last "
+        "(logged, checkpointed, validated, exported as at --max_train_steps). For lent GPUs and sessions that end.")
     add("--learning_rate", type=float, default=default_lr, help="Adam learning rate.")
     add("--adam_beta1", type=float, default=0.9)
     add("--adam_beta2", type=float, default=0.999)
@@ -93,6 +97,26 @@ def ema_weights(ema, model: torch.nn.Module):
         yield
     finally:
         ema.restore(model.parameters())
+
+
+class TimeBudget:
+    """``--max_train_minutes``: whether the run's wall-clock budget is spent, the same answer on every process (the
+    main process's clock decides and broadcasts it, so no process leaves the DDP loop alone and hangs the others)."""
+
+    def __init__(self, minutes: float | None, accelerator: Accelerator):
+        if minutes is not None and not minutes > 0:
+            raise ValueError(f"--max_train_minutes must be > 0, got {minutes}.")
+        self.seconds = None if minutes is None else 60.0 * minutes
+        self.accelerator = accelerator
+        self.started = time.time()
+
+    def spent(self) -> bool:
+        if self.seconds is None:
+            return False
+        flag = torch.tensor([float(time.time() - self.started >= self.seconds)], device=self.accelerator.device)
+        if self.accelerator.num_processes > 1:
+            flag = broadcast(flag, from_process=0)
+        return bool(flag.item())
 
 
 def make_accelerator(args: argparse.Namespace) -> Accelerator:
