@@ -130,6 +130,15 @@ def load_pipeline(model: str | os.PathLike | None = None) -> tuple[DefocusDeblur
     return pipe, None
 
 
+def display_source(source: str) -> str:
+    """The model's name as the page shows it: a folder inside the app relative to it (not the machine's absolute
+    path, e.g. /home/user/app/... on a Space), anything else (a Hub id, a folder elsewhere) as given."""
+    path = Path(source)
+    if path.is_absolute() and path.resolve().is_relative_to(ROOT):
+        return path.resolve().relative_to(ROOT).as_posix()
+    return source
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Components
 # ----------------------------------------------------------------------------------------------------------------
@@ -436,7 +445,7 @@ def build_demo(
             "Uploads are deleted when the request ends; results are deleted after "
             f"{CACHE_AGE_S // 60} minutes."
         )
-        gr.Markdown(UNTRAINED_BANNER if source is None else f"Model: `{source}`", elem_id="model-banner")
+        gr.Markdown(UNTRAINED_BANNER if source is None else f"Model: `{display_source(source)}`", elem_id="model-banner")
         with gr.Tab("Deblur a photo"):
             with gr.Row():
                 with gr.Column():

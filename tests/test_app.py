@@ -372,3 +372,12 @@ def test_example_files_are_small_and_documented():
     assert sum(p.stat().st_size for p in files) < 400_000
     readme = (EXAMPLES / "README.md").read_text()
     assert all(p.name in readme for p in files)
+
+
+def test_the_page_names_a_bundled_model_by_its_path_in_the_app(app_module, tmp_path):
+    """A folder inside the app shows relative to it (not the machine's /home/user/app/... on a Space); a Hub id or
+    a folder elsewhere shows as given."""
+    bundled = str(app_module.DEFAULT_CHECKPOINT)
+    assert app_module.display_source(bundled) == "checkpoints/defocusgan-synthetic"
+    assert app_module.display_source("org/defocusgan") == "org/defocusgan"
+    assert app_module.display_source(str(tmp_path)) == str(tmp_path)
