@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models.reblur import bank_layers, reblur, search_coc
+from .data.psf import dual_pixel_view_kernels
+from .models.reblur import bank_layers, reblur, search_coc, search_signed_coc
 from .models.vgg import VGG19Features
 
 # The released code's absolute weights. With Adam only the ratios matter much, and they are the paper's:
@@ -79,6 +80,7 @@ def defocus_map_loss(
     reblur_weight: float = 1.0,
     search_weight: float = 0.0,
     search_window_sigma: float = 8.0,
+    search_views: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Eq. 5: ``L_DM = reblur_weight · L_gem + smoothness_weight · ‖∇coc‖`` (+ our optional search term).
 
@@ -90,21 +92,31 @@ def defocus_map_loss(
     the L1 to the radius that an exhaustive per-pixel search of the same Eq. 2 residual finds
     (:func:`~defocusgan_hf.models.reblur.search_coc`, window ``search_window_sigma`` px, kernels detached). It uses
     no ground truth either; it gives the net the loss's global minimum where the gradient of Eq. 2 only sees the
-    neighbouring radius. Returns ``(total, {"reblur", "smoothness"[, "search"]})``, the components unweighted.
+    neighbouring radius. With ``search_views = (left, right)``, the DP views ``(B, C, H, W)`` in [0, 1], the target
+    is the *signed* radius that explains both views under the kernels split into half-aperture PSFs
+    (:func:`~defocusgan_hf.models.reblur.search_signed_coc`) and the term is ``mean|coc − target|``: the combined
+    image cannot tell the two sides of the focal plane apart, the views can. Returns
+    ``(total, {"reblur", "smoothness"[, "search"]})``, the components unweighted.
     """
     if reblur_weight < 0 or smoothness_weight < 0 or search_weight < 0:
         raise ValueError(
             f"Loss weights must be >= 0, got reblur {reblur_weight}, smoothness {smoothness_weight}, search {search_weight}."
         )
-    # With the search term, every layer is needed anyway: convolve the image with the bank once for both terms.
-    layers = bank_layers(sharp, kernels) if search_weight > 0 else None
+    # With the combined-image search, every layer is needed anyway: convolve the image with the bank once for both.
+    layers = bank_layers(sharp, kernels) if search_weight > 0 and search_views is None else None
     geometric = reblur_loss(sharp, blurred, coc, kernels, layers)
     smooth = smoothness_loss(coc) if smoothness_weight > 0 else coc.new_zeros(())
     total = reblur_weight * geometric + smoothness_weight * smooth
     parts = {"reblur": geometric.detach(), "smoothness": smooth.detach()}
-    if search_weight > 0:
+    if search_weight > 0 and search_views is not None:
+        left, right = search_views
+        views = dual_pixel_view_kernels(kernels.detach())
+        target = search_signed_coc(sharp, left, right, views, search_window_sigma)
+        searched = F.l1_loss(coc, target)
+    elif search_weight > 0:
         target = search_coc(sharp, blurred, kernels.detach(), search_window_sigma, layers.detach())
         searched = F.l1_loss(coc.abs(), target)
+    if search_weight > 0:
         total = total + search_weight * searched
         parts["search"] = searched.detach()
     return total, parts

@@ -100,6 +100,27 @@ def test_search_term_pulls_the_map_to_the_searched_radius_and_leaves_the_kernel_
         defocus_map_loss(sharp, blurred, coc, module(), search_weight=-1.0)
 
 
+def test_search_from_the_dp_views_gives_the_map_its_sign():
+    """With search_views, the target is signed: a map of the right radius on the wrong side of focus is pulled
+    through zero to the other side, where the combined-image search would call it right."""
+    from defocusgan_hf.data.psf import dual_pixel_view_kernels
+
+    torch.manual_seed(0)
+    module = LearnableBlurKernel(max_radius=6)
+    sharp = torch.rand(1, 3, 32, 32)
+    views = dual_pixel_view_kernels(module().detach())  # (2, 13, K, K): the views of radii -6..6
+    left, right = (reblur(sharp, torch.zeros(1, 1, 32, 32), views[v, 6 + 4][None, None]) for v in (0, 1))
+    blurred = (left + right) / 2  # a scene 4 px behind the focal plane
+    kwargs = dict(smoothness_weight=0.0, reblur_weight=0.0, search_weight=1.0, search_window_sigma=2.0)
+    coc = torch.full((1, 1, 32, 32), -4.0, requires_grad=True)
+    _, combined = defocus_map_loss(sharp, blurred, coc, module(), **kwargs)
+    assert combined["search"].item() < 0.2  # |coc| is right
+    total, signed = defocus_map_loss(sharp, blurred, coc, module(), search_views=(left, right), **kwargs)
+    assert signed["search"].item() == pytest.approx(8.0, abs=0.2)  # the target is +4
+    total.backward()
+    assert (coc.grad < 0).all()  # gradient descent raises coc toward +4
+
+
 # ---- φ(DM) -----------------------------------------------------------------------------------------------------
 
 

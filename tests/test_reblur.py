@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from defocusgan_hf.models.blur_kernel import LearnableBlurKernel
+from defocusgan_hf.models.blur_kernel import LearnableBlurKernel, kernel_bank
 from defocusgan_hf.models.reblur import (
     bank_layers,
     fft_convolve,
@@ -165,3 +165,44 @@ def test_layers_of_another_bank_are_rejected(sharp, kernels):
         reblur(sharp, torch.ones_like(sharp[:, :1]), kernels, wrong)
     with pytest.raises(ValueError, match="bank_layers"):
         search_coc(sharp, sharp, kernels, 2.0, wrong)
+
+
+def test_dual_pixel_view_kernels_split_each_radius_into_mirrored_halves():
+    from defocusgan_hf.data.psf import dual_pixel_psf, dual_pixel_view_kernels
+
+    bank = kernel_bank(6)
+    views = dual_pixel_view_kernels(bank)
+    assert views.shape == (2, 13, *bank.shape[-2:])
+    torch.testing.assert_close(views.sum(dim=(-2, -1)), torch.ones(2, 13))
+    torch.testing.assert_close(views[:, 6], bank[0].expand(2, -1, -1))  # radius 0: the combined kernel for both
+    torch.testing.assert_close(views[0, 6 + 4], views[1, 6 - 4])  # the views swap at the focal plane
+    torch.testing.assert_close(views[0, 6 + 4], views[1, 6 + 4].flip(-1))  # and mirror each other
+    torch.testing.assert_close((views[0, 6 + 4] + views[1, 6 + 4]) / 2, bank[4], atol=1e-6, rtol=0)
+    # The renderer's own view PSFs, for the Eq. 3 kernel: the same split (up to the support's zero padding).
+    left, right = dual_pixel_psf(4.0)
+    pad = (bank.shape[-1] - left.shape[-1]) // 2
+    torch.testing.assert_close(views[0, 6 + 4, pad:-pad, pad:-pad], left, atol=1e-6, rtol=0)
+    torch.testing.assert_close(views[1, 6 - 4, pad:-pad, pad:-pad], left, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="kernels"):
+        dual_pixel_view_kernels(torch.ones(3, 5, 5, 5))
+
+
+@pytest.mark.parametrize("coc", [-5.0, 3.0])
+def test_signed_search_finds_the_side_of_focus_that_the_combined_image_cannot(sharp, coc):
+    """Views rendered by the data engine's DP PSFs on either side of focus: the search against the combined image
+    finds |CoC| only (the same for both signs); the search against the two views finds the sign too."""
+    from defocusgan_hf.data import DualPixelPSFBank, render_layers
+    from defocusgan_hf.data.psf import dual_pixel_view_kernels
+    from defocusgan_hf.models.reblur import search_signed_coc
+
+    layers, alpha = sharp[:, None], torch.ones_like(sharp[:, None, :1])
+    left, right = render_layers(layers, alpha, torch.full_like(alpha, coc), DualPixelPSFBank(max_coc=8))
+    bank = kernel_bank(8)
+    unsigned = search_coc(sharp, (left + right) / 2, bank, window_sigma=3.0)
+    assert (unsigned - abs(coc)).abs().mean() < 0.3
+    signed = search_signed_coc(sharp, left, right, dual_pixel_view_kernels(bank), window_sigma=3.0)
+    assert signed.shape == (2, 1, 40, 48) and (signed - coc).abs().mean() < 0.3
+    flipped = search_signed_coc(sharp, right, left, dual_pixel_view_kernels(bank), window_sigma=3.0)
+    assert (flipped + coc).abs().mean() < 0.3  # swapping the views swaps the side
+    with pytest.raises(ValueError, match="view_kernels"):
+        search_signed_coc(sharp, left, right, bank)

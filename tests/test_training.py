@@ -180,10 +180,12 @@ def test_defocus_map_two_processes(tmp_path):
     launch(
         "train_defocus_map.py",
         ["--output_dir", str(out), "--model_config", TINY_DEFOCUS, "--max_coc", "6", "--max_train_steps", "2",
-         "--checkpointing_steps", "2", "--net_only_steps", "1", "--alternate_steps", "1", "--validation_dir", "", *COMMON],
+         "--checkpointing_steps", "2", "--net_only_steps", "1", "--alternate_steps", "1", "--validation_dir", "",
+         "--lambda_search", "0.1", "--search_dp_views", *COMMON],
         processes=2,
     )  # fmt: skip
     assert (out / "checkpoint-2" / "blur_kernel" / "config.json").is_file()
+    assert all(row["loss/search"] > 0 for row in read_log(out).values())  # the signed search of the DP views ran
 
 
 def test_defocus_map_validation_searches_once_per_kernel(tmp_path, valset):
@@ -221,6 +223,13 @@ def test_defocus_map_validation_searches_once_per_kernel(tmp_path, valset):
         search.append(float((search_coc(b["sharp"], b["blurred"], kernels, 2.0) - b["coc"].abs()).abs().mean()))
     assert first["val/reblur_l1"] == pytest.approx(sum(reblur) / 2, rel=1e-5)
     assert first["val/search_abs_mae_px"] == pytest.approx(sum(search) / 2, rel=1e-5)
+
+    assert first["val/coc_mae_px"] >= first["val/coc_abs_mae_px"] and "val/search_mae_px" not in first
+
+    # --search_dp_views: the signed search of the views, whose target also has a signed error.
+    dp_args = stage1.parse_args(["--output_dir", str(tmp_path), "--search_window_sigma", "2", "--search_dp_views"])
+    dp = stage1.log_validation(net, kernel, dp_args, accelerator, 1, samples)
+    assert 0 <= dp["val/search_abs_mae_px"] <= dp["val/search_mae_px"] <= 12
 
     with torch.no_grad():  # a kernel block changes the kernels (a uniform log-gain would not): the search runs again
         kernel.log_gain.copy_(torch.randn_like(kernel.log_gain))

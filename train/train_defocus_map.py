@@ -29,9 +29,10 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from defocusgan_hf.data import DualPixelConfig, DualPixelRenderer
+from defocusgan_hf.data.psf import dual_pixel_view_kernels
 from defocusgan_hf.losses import defocus_map_loss, reblur_loss
 from defocusgan_hf.models import DualPixelDefocusNet, LearnableBlurKernel
-from defocusgan_hf.models.reblur import bank_layers, search_coc
+from defocusgan_hf.models.reblur import bank_layers, search_coc, search_signed_coc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import training_utils as tu  # noqa: E402
@@ -57,6 +58,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="Weight of the L1 (per px) to the per-pixel exhaustive search of the reblur loss (not in the paper; "
         "no ground truth either; see losses.defocus_map_loss). 0 = the paper's objective.")
     add("--search_window_sigma", type=float, default=8.0, help="Averaging window of that search, pixels.")
+    add("--search_dp_views", action="store_true",
+        help="Search against the two DP views with half-aperture kernels (signed target: the side of focus too) "
+        "instead of the combined image (|CoC| only).")
     add("--max_coc", type=float, default=25.0, help="Largest CoC radius in pixels (paper: 25).")
     add("--clean_data", action="store_true", help="Synthetic data without noise, JPEG, vignetting, gamma/exposure change.")
     return parser.parse_args(argv)
@@ -91,20 +95,20 @@ def kernel_figure(kernels: torch.Tensor, path: Path, radii=(1, 3, 6, 10, 15, 25)
 
 
 class SearchMAECache:
-    """The search target's |CoC| MAE (px) on the fixed validation samples, kept with the kernels it was measured
-    with: it depends on nothing else, and the kernels change only in kernel blocks, so a net-only run searches once
+    """The search target's errors (px) on the fixed validation samples, kept with the kernels they were measured
+    with: they depend on nothing else, and the kernels change only in kernel blocks, so a net-only run searches once
     instead of at every validation."""
 
     def __init__(self):
         self.kernels: torch.Tensor | None = None
-        self.value: float | None = None
+        self.values: dict[str, float] = {}
         self.searches = 0  # how many times the search ran (tests read it)
 
     def matches(self, kernels: torch.Tensor) -> bool:
         return self.kernels is not None and self.kernels.shape == kernels.shape and torch.equal(self.kernels, kernels)
 
-    def store(self, kernels: torch.Tensor, value: float) -> None:
-        self.kernels, self.value = kernels.detach().clone(), float(value)
+    def store(self, kernels: torch.Tensor, values: dict[str, float]) -> None:
+        self.kernels, self.values = kernels.detach().clone(), dict(values)
         self.searches += 1
 
 
@@ -112,32 +116,47 @@ class SearchMAECache:
 def log_validation(
     net, kernel, args, accelerator, step: int, validation: list[dict], search_cache: SearchMAECache | None = None
 ) -> dict[str, float]:
-    """Reblur L1, and |CoC| MAE (px) against the true map of the net's map, of the constant mean map and of the
-    search target (``search_coc``, which sees the sharp image); saves the kernels as a picture and as data.
+    """Reblur L1, and CoC errors (px) against the true map: |CoC| MAE and signed MAE of the net's map, |CoC| MAE of
+    the constant mean map, and those of the search target the training uses (``search_coc`` on the combined image,
+    which finds |CoC| only, or with --search_dp_views ``search_signed_coc`` on the views; both see the sharp image).
+    Saves the kernels as a picture and as data.
 
-    Each sample's image is convolved with the kernel bank once, for the reblur and the search alike; with a
-    ``search_cache``, the search MAE is reused while the kernels are unchanged."""
+    Each sample's image is convolved with the kernel bank once, for the reblur and the combined-image search alike;
+    with a ``search_cache``, the search errors are reused while the kernels are unchanged."""
     model, blur = accelerator.unwrap_model(net), accelerator.unwrap_model(kernel)
     was_training = model.training
     model.eval()
     kernels = blur()
+    view_kernels = dual_pixel_view_kernels(kernels) if args.search_dp_views else None
     search_cache = search_cache or SearchMAECache()
     cached = search_cache.matches(kernels)
-    reblur_l1, coc_mae, mean_map_mae, search_mae = [], [], [], []
+    reblur_l1, coc_abs_mae, coc_mae, mean_map_mae, search_abs_mae, search_mae = [], [], [], [], [], []
     mean_abs = float(np.mean([s["coc"].abs().mean() for s in validation]))
     for sample in validation:
         batch = {k: v[None].to(accelerator.device) for k, v in sample.items() if isinstance(v, torch.Tensor)}
+        true = batch["coc"]
         pred = model(batch["left"], batch["right"]).defocus_map
-        # The search needs every layer of the bank; without it reblur computes only those the map reaches.
-        layers = None if cached else bank_layers(batch["sharp"], kernels)
+        # The combined-image search needs every layer of the bank; without it reblur computes only those the map reaches.
+        layers = None if cached or view_kernels is not None else bank_layers(batch["sharp"], kernels)
         reblur_l1.append(float(reblur_loss(batch["sharp"], batch["blurred"], pred, kernels, layers)))
-        coc_mae.append(float((pred.abs() - batch["coc"].abs()).abs().mean()))
-        mean_map_mae.append(float((batch["coc"].abs() - mean_abs).abs().mean()))
-        if not cached:
+        coc_abs_mae.append(float((pred.abs() - true.abs()).abs().mean()))
+        coc_mae.append(float((pred - true).abs().mean()))
+        mean_map_mae.append(float((true.abs() - mean_abs).abs().mean()))
+        if cached:
+            continue
+        if view_kernels is None:
             searched = search_coc(batch["sharp"], batch["blurred"], kernels, args.search_window_sigma, layers)
-            search_mae.append(float((searched - batch["coc"].abs()).abs().mean()))
+        else:
+            searched = search_signed_coc(
+                batch["sharp"], batch["left"], batch["right"], view_kernels, args.search_window_sigma
+            )
+            search_mae.append(float((searched - true).abs().mean()))
+        search_abs_mae.append(float((searched.abs() - true.abs()).abs().mean()))
     if not cached:
-        search_cache.store(kernels, np.mean(search_mae))
+        values = {"val/search_abs_mae_px": float(np.mean(search_abs_mae))}
+        if search_mae:
+            values["val/search_mae_px"] = float(np.mean(search_mae))
+        search_cache.store(kernels, values)
     model.train(was_training)
     folder = Path(args.output_dir) / "validation"
     folder.mkdir(parents=True, exist_ok=True)
@@ -145,9 +164,10 @@ def log_validation(
     save_file({"kernels": kernels.float().cpu().contiguous()}, str(folder / f"kernels-step-{step:07d}.safetensors"))
     metrics = {
         "val/reblur_l1": float(np.mean(reblur_l1)),
-        "val/coc_abs_mae_px": float(np.mean(coc_mae)),
+        "val/coc_abs_mae_px": float(np.mean(coc_abs_mae)),
+        "val/coc_mae_px": float(np.mean(coc_mae)),
         "val/mean_map_abs_mae_px": float(np.mean(mean_map_mae)),
-        "val/search_abs_mae_px": search_cache.value,
+        **search_cache.values,
     }
     logger.info(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
     return metrics
@@ -227,6 +247,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
                     batch["sharp"], batch["blurred"], coc, kernels, smoothness_weight=smooth,
                     reblur_weight=args.lambda_reblur, search_weight=args.lambda_search,
                     search_window_sigma=args.search_window_sigma,
+                    search_views=(batch["left"], batch["right"]) if args.search_dp_views else None,
                 )
                 accelerator.backward(loss)
                 optimizer = optimizer_net if phase == "net" else optimizer_kernel

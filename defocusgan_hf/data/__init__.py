@@ -6,7 +6,7 @@ See ``docs/DATA.md`` for the conventions: images float32 in [0, 1]; ``coc`` a si
 
 from .dpdd import DPDD_LAYOUT, DPDDDataset, DualPixelFolderDataset, PairedFolderDataset
 from .procedural import DeadLeavesSource, TextSource
-from .psf import DualPixelPSFBank, aperture_masks, dual_pixel_psf
+from .psf import DualPixelPSFBank, aperture_masks, dual_pixel_psf, dual_pixel_view_kernels
 from .render import composite_sharp, render_layers
 from .scene import DualPixelScene, sample_scene
 from .sensor import jpeg_compress, poisson_gaussian_noise
@@ -56,6 +56,7 @@ __all__ = [
     "coc_statistics",
     "composite_sharp",
     "dual_pixel_psf",
+    "dual_pixel_view_kernels",
     "jpeg_compress",
     "poisson_gaussian_noise",
     "render_dual_pixel_batch",

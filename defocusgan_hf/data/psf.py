@@ -69,6 +69,39 @@ def dual_pixel_psf(
     return (left, right) if coc > 0 else (right, left)
 
 
+def dual_pixel_view_kernels(
+    kernels: torch.Tensor, softness: float = DEFAULT_SPLIT_SOFTNESS, falloff: float = DEFAULT_LIGHT_FALLOFF
+) -> torch.Tensor:
+    """Split a bank of combined PSFs into the DP views' PSFs, on a signed radius axis.
+
+    Args:
+        kernels: ``(S, R + 1, K, K)`` combined PSFs of the radii 0..R (e.g. the learned stage-1 bank; side 0
+            behind the focal plane, side 1 in front; ``S = 1`` or a ``(R + 1, K, K)`` bank serves both sides).
+        softness, falloff: the half-aperture model of :func:`aperture_masks` (the renderer's by default).
+
+    Returns:
+        ``(2, 2R + 1, K, K)``: the (left, right) view PSFs of the signed radii ``-R..R`` (index ``c + R``), each
+        summing to 1. Behind focus (``c > 0``) the left view gets ``m_left``, in front the masks swap, as in
+        :func:`dual_pixel_psf`; radius 0 is the combined kernel for both views.
+    """
+    if kernels.dim() == 3:
+        kernels = kernels[None]
+    if kernels.dim() != 4 or kernels.shape[0] not in (1, 2) or kernels.shape[-1] != kernels.shape[-2]:
+        raise ValueError(f"`kernels` must be (S, R+1, K, K) with S in (1, 2), got {tuple(kernels.shape)}.")
+    num_radii, size = kernels.shape[1], kernels.shape[-1]
+    if num_radii < 2:
+        raise ValueError("`kernels` must hold at least the radii 0 and 1.")
+    masks = torch.stack([torch.stack(aperture_masks(size, r, softness, falloff)) for r in range(1, num_radii)])
+    masks = masks.to(kernels)  # (R, 2, K, K): (m_left, m_right) of each radius
+    behind = kernels[0, 1:, None] * masks  # (R, 2, K, K): (left, right) view PSFs behind focus
+    in_front = kernels[-1, 1:, None] * masks.flip(1)  # masks swapped in front of the focal plane
+    behind = behind / behind.sum(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
+    in_front = in_front / in_front.sum(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
+    zero = kernels[0, :1]  # (1, K, K)
+    views = [torch.cat([in_front[:, v].flip(0), zero, behind[:, v]]) for v in (0, 1)]  # radii -R..-1, 0, 1..R
+    return torch.stack(views)
+
+
 @lru_cache(maxsize=512)
 def _cached_psf(coc: float, softness: float, falloff: float) -> torch.Tensor:
     return torch.stack(dual_pixel_psf(coc, softness, falloff))

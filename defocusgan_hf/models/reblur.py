@@ -6,7 +6,8 @@ linear weights (the released code's interpolation). The weights are piecewise li
 gradient with respect to the map; the layers are linear in the kernels, so it has one with respect to B too.
 
 ``search_coc`` (ours, not the paper's) minimises the same residual per pixel by trying every radius: a training
-target that gradient descent on Eq. 2 cannot reach from a wrong start.
+target that gradient descent on Eq. 2 cannot reach from a wrong start. ``search_signed_coc`` does the same against
+the two DP views with half-aperture PSFs, which also finds the side of the focal plane.
 """
 
 from __future__ import annotations
@@ -164,10 +165,60 @@ def search_coc(
     window = gaussian_window(window_sigma, dtype=residual.dtype, device=residual.device)
     cost = fft_convolve(residual, window)[:, 0]  # (B, S·L, H, W)
     cost = cost.unflatten(1, (sides, num_radii)).amin(dim=1)  # (B, L, H, W): the better side per radius
+    return _subpixel_argmin(cost).to(sharp.dtype)
+
+
+def _subpixel_argmin(cost: torch.Tensor) -> torch.Tensor:
+    """Index of least ``cost`` ``(B, N, H, W)`` along dim 1, refined by a parabola through its two neighbours:
+    ``(B, 1, H, W)`` in ``[0, N - 1]``."""
+    num = cost.shape[1]
     best = cost.argmin(dim=1, keepdim=True)  # (B, 1, H, W)
-    below, above = (best - 1).clamp_min(0), (best + 1).clamp_max(num_radii - 1)
+    below, above = (best - 1).clamp_min(0), (best + 1).clamp_max(num - 1)
     c0, cm, cp = cost.gather(1, best), cost.gather(1, below), cost.gather(1, above)
     curvature = cm - 2 * c0 + cp
-    interior = (best > 0) & (best < num_radii - 1) & (curvature > 0)
+    interior = (best > 0) & (best < num - 1) & (curvature > 0)
     offset = torch.where(interior, 0.5 * (cm - cp) / curvature.clamp_min(1e-12), torch.zeros_like(c0))
-    return (best.to(sharp.dtype) + offset.clamp(-0.5, 0.5)).clamp(0, num_radii - 1)
+    return (best.to(cost.dtype) + offset.clamp(-0.5, 0.5)).clamp(0, num - 1)
+
+
+@torch.no_grad()
+def search_signed_coc(
+    sharp: torch.Tensor,
+    left: torch.Tensor,
+    right: torch.Tensor,
+    view_kernels: torch.Tensor,
+    window_sigma: float = 8.0,
+) -> torch.Tensor:
+    """Per-pixel exhaustive search of the *signed* CoC that best explains both DP views.
+
+    :func:`search_coc` compares reblurs with the combined image, whose blur is the same on both sides of the focal
+    plane, so it finds ``|CoC|`` only. The two views are blurred by mirrored half-aperture PSFs whose roles swap
+    at the focal plane, so comparing ``sharp ⊛ PSF_view(c)`` with each view tells the sides apart: for every signed
+    radius ``c`` in ``-R..R`` the residual ``(|sharp ⊛ L_c − left| + |sharp ⊛ R_c − right|) / 2`` (mean over
+    channels) is averaged over a Gaussian window of ``window_sigma`` pixels and each pixel takes the radius of
+    least cost, refined to sub-pixel by a parabola (across 0 too). Needs the sharp image: a training target. No
+    gradient.
+
+    Args:
+        sharp, left, right: ``(B, C, H, W)`` all-in-focus image and the two DP views in [0, 1].
+        view_kernels: ``(2, 2R + 1, K, K)`` (left, right) PSFs of the signed radii ``-R..R``, e.g.
+            :func:`~defocusgan_hf.data.psf.dual_pixel_view_kernels` of the stage-1 bank.
+        window_sigma: standard deviation of the averaging window, pixels.
+
+    Returns:
+        ``(B, 1, H, W)`` signed CoC radius in pixels, in ``[-R, R]`` (positive: behind the focal plane).
+    """
+    if sharp.dim() != 4 or left.shape != sharp.shape or right.shape != sharp.shape:
+        raise ValueError(
+            f"`sharp`, `left` and `right` must be (B, C, H, W) of one shape, got {tuple(sharp.shape)}, "
+            f"{tuple(left.shape)}, {tuple(right.shape)}."
+        )
+    if view_kernels.dim() != 4 or view_kernels.shape[0] != 2 or view_kernels.shape[1] % 2 == 0:
+        raise ValueError(f"`view_kernels` must be (2, 2R+1, K, K), got {tuple(view_kernels.shape)}.")
+    num = view_kernels.shape[1]
+    predicted = fft_convolve(sharp, view_kernels.flatten(0, 1)).unflatten(1, (2, num))  # (B, 2, N, C, H, W)
+    observed = torch.stack([left, right], dim=1)[:, :, None]  # (B, 2, 1, C, H, W)
+    residual = (predicted - observed).abs().mean(dim=(1, 3))  # (B, N, H, W)
+    window = gaussian_window(window_sigma, dtype=residual.dtype, device=residual.device)
+    cost = fft_convolve(residual, window)[:, 0]  # (B, N, H, W)
+    return (_subpixel_argmin(cost) - (num - 1) // 2).to(sharp.dtype)
