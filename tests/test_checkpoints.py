@@ -37,16 +37,18 @@ def test_shipped_pipeline_deblurs_the_validation_samples(shipped, samples):
         blurred = sample["blurred"].permute(1, 2, 0).numpy()
         restored = shipped(blurred, output_type="np").images[0]
         gains.append(psnr(restored, sharp) - psnr(blurred, sharp))
-    assert np.mean(gains) > 1.5, gains  # the card: +1.70 dB
+    assert np.mean(gains) > 1.5, gains  # the card: +1.72 dB
 
 
 def test_shipped_defocus_net_halves_the_error_of_the_mean_map(shipped, samples):
     """Stage 1 (trained without true maps): its |map| is closer to the true |CoC| than one constant, the mean
-    |CoC| of these samples, by at least half (the target of issue #4; the card: 1.80 against 6.18 px)."""
+    |CoC| of these samples, by at least half (the target of issue #4; the card: 1.79 against 6.18 px), and its
+    signed error is below the 3.49 px of the net before --search_dp_views (the card: 2.75 px)."""
     estimated, true = [], []
     for sample in samples:
         left, right = (sample[k].permute(1, 2, 0).numpy() for k in ("left", "right"))
-        estimated.append(np.abs(shipped.estimate_defocus_map(left, right, output_type="np").defocus_maps[0]).squeeze())
-        true.append(sample["coc"][0].abs().numpy())
+        estimated.append(shipped.estimate_defocus_map(left, right, output_type="np").defocus_maps[0].squeeze())
+        true.append(sample["coc"][0].numpy())
     estimated, true = np.stack(estimated), np.stack(true)
-    assert np.abs(estimated - true).mean() < 0.5 * np.abs(true.mean() - true).mean()
+    assert np.abs(np.abs(estimated) - np.abs(true)).mean() < 0.5 * np.abs(np.abs(true).mean() - np.abs(true)).mean()
+    assert np.abs(estimated - true).mean() < 3.0
