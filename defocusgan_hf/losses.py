@@ -71,6 +71,24 @@ def smoothness_loss(coc: torch.Tensor) -> torch.Tensor:
     return total
 
 
+def search_target(
+    sharp: torch.Tensor,
+    blurred: torch.Tensor,
+    kernels: torch.Tensor,
+    window_sigma: float = 8.0,
+    views: tuple[torch.Tensor, torch.Tensor] | None = None,
+    layers: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The search term's target ``(B, 1, H, W)`` in px, without gradient: ``|CoC|`` from the combined image
+    (:func:`~defocusgan_hf.models.reblur.search_coc`, reusing ``layers = bank_layers(sharp, kernels)`` when given),
+    or with ``views = (left, right)`` the signed CoC from the DP views
+    (:func:`~defocusgan_hf.models.reblur.search_signed_coc` with the kernels split into half-aperture PSFs)."""
+    kernels = kernels.detach()
+    if views is None:
+        return search_coc(sharp, blurred, kernels, window_sigma, None if layers is None else layers.detach())
+    return search_signed_coc(sharp, *views, dual_pixel_view_kernels(kernels), window_sigma)
+
+
 def defocus_map_loss(
     sharp: torch.Tensor,
     blurred: torch.Tensor,
@@ -108,15 +126,9 @@ def defocus_map_loss(
     smooth = smoothness_loss(coc) if smoothness_weight > 0 else coc.new_zeros(())
     total = reblur_weight * geometric + smoothness_weight * smooth
     parts = {"reblur": geometric.detach(), "smoothness": smooth.detach()}
-    if search_weight > 0 and search_views is not None:
-        left, right = search_views
-        views = dual_pixel_view_kernels(kernels.detach())
-        target = search_signed_coc(sharp, left, right, views, search_window_sigma)
-        searched = F.l1_loss(coc, target)
-    elif search_weight > 0:
-        target = search_coc(sharp, blurred, kernels.detach(), search_window_sigma, layers.detach())
-        searched = F.l1_loss(coc.abs(), target)
     if search_weight > 0:
+        target = search_target(sharp, blurred, kernels, search_window_sigma, search_views, layers)
+        searched = F.l1_loss(coc.abs() if search_views is None else coc, target)
         total = total + search_weight * searched
         parts["search"] = searched.detach()
     return total, parts

@@ -29,10 +29,9 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from defocusgan_hf.data import DualPixelConfig, DualPixelRenderer
-from defocusgan_hf.data.psf import dual_pixel_view_kernels
-from defocusgan_hf.losses import defocus_map_loss, reblur_loss
+from defocusgan_hf.losses import defocus_map_loss, reblur_loss, search_target
 from defocusgan_hf.models import DualPixelDefocusNet, LearnableBlurKernel
-from defocusgan_hf.models.reblur import bank_layers, search_coc, search_signed_coc
+from defocusgan_hf.models.reblur import bank_layers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import training_utils as tu  # noqa: E402
@@ -127,7 +126,6 @@ def log_validation(
     was_training = model.training
     model.eval()
     kernels = blur()
-    view_kernels = dual_pixel_view_kernels(kernels) if args.search_dp_views else None
     search_cache = search_cache or SearchMAECache()
     cached = search_cache.matches(kernels)
     reblur_l1, coc_abs_mae, coc_mae, mean_map_mae, search_abs_mae, search_mae = [], [], [], [], [], []
@@ -137,19 +135,16 @@ def log_validation(
         true = batch["coc"]
         pred = model(batch["left"], batch["right"]).defocus_map
         # The combined-image search needs every layer of the bank; without it reblur computes only those the map reaches.
-        layers = None if cached or view_kernels is not None else bank_layers(batch["sharp"], kernels)
+        views = (batch["left"], batch["right"]) if args.search_dp_views else None
+        layers = None if cached or views is not None else bank_layers(batch["sharp"], kernels)
         reblur_l1.append(float(reblur_loss(batch["sharp"], batch["blurred"], pred, kernels, layers)))
         coc_abs_mae.append(float((pred.abs() - true.abs()).abs().mean()))
         coc_mae.append(float((pred - true).abs().mean()))
         mean_map_mae.append(float((true.abs() - mean_abs).abs().mean()))
         if cached:
             continue
-        if view_kernels is None:
-            searched = search_coc(batch["sharp"], batch["blurred"], kernels, args.search_window_sigma, layers)
-        else:
-            searched = search_signed_coc(
-                batch["sharp"], batch["left"], batch["right"], view_kernels, args.search_window_sigma
-            )
+        searched = search_target(batch["sharp"], batch["blurred"], kernels, args.search_window_sigma, views, layers)
+        if views is not None:  # a signed target
             search_mae.append(float((searched - true).abs().mean()))
         search_abs_mae.append(float((searched.abs() - true.abs()).abs().mean()))
     if not cached:
