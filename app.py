@@ -19,7 +19,6 @@ folder in that cache, served for download and deleted by Gradio ``delete_cache``
 from __future__ import annotations
 
 import io
-import math
 import os
 import tempfile
 import time
@@ -31,27 +30,25 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 # other process on a 2-vCPU machine makes a 2-thread forward pass up to 10x slower.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import cv2  # noqa: E402
 import gradio as gr  # noqa: E402
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from gradio.utils import get_upload_folder  # noqa: E402
-from PIL import Image  # noqa: E402
 
+from defocusgan_hf import app_utils  # noqa: E402
+from defocusgan_hf.app_utils import available_cpus, configure_threads  # noqa: E402, F401 (the app's API)
 from defocusgan_hf.image_io import (  # noqa: E402
     DEFAULT_MAX_COC,
     ImageLoadError,
     LoadedImage,
     check_dual_pixel_pair,
-    defocus_map_figure,
+    defocus_output_paths,
+    export_defocus_map,
     load_image,
-    save_defocus_map_npy,
-    save_defocus_map_png16,
     save_image,
 )
+from defocusgan_hf.loading import load_pipeline as load_source  # noqa: E402
 from defocusgan_hf.models import DefocusDeblurNet, DualPixelDefocusNet  # noqa: E402
 from defocusgan_hf.pipelines import DefocusDeblurPipeline  # noqa: E402
-from defocusgan_hf.tiling import count_tiles  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CHECKPOINT = ROOT / "checkpoints" / "defocusgan-synthetic"
@@ -84,36 +81,6 @@ UNTRAINED_BANNER = (
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def available_cpus() -> int:
-    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota.
-
-    Hand-rolled because ``os.cpu_count()`` (and torch's default thread count) report the host's cores inside a
-    container: a Space on "2 vCPU" hardware may see 16 and oversubscribe them, which is many times slower.
-    """
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, cpus)
-
-
-def configure_threads(num_threads: int | None = None) -> int:
-    """Set torch's intra-op threads: ``num_threads``, else ``$DEFOCUSGAN_NUM_THREADS``, else one per usable CPU.
-
-    With one request at a time, one thread per core is fastest (benchmarks/bench_app.py measures 1 and 2 threads on
-    2 vCPUs). Returns the number set.
-    """
-    if num_threads is None:
-        num_threads = int(os.environ.get("DEFOCUSGAN_NUM_THREADS", 0)) or available_cpus()
-    if num_threads < 1:
-        raise ValueError(f"`num_threads` must be a positive number of threads, got {num_threads}.")
-    torch.set_num_threads(num_threads)
-    return num_threads
-
-
 def load_pipeline(model: str | os.PathLike | None = None) -> tuple[DefocusDeblurPipeline, str | None]:
     """Load the pipeline once: ``model``, else ``$DEFOCUSGAN_MODEL``, else ``checkpoints/defocusgan-synthetic/``.
 
@@ -124,19 +91,15 @@ def load_pipeline(model: str | os.PathLike | None = None) -> tuple[DefocusDeblur
     if source is None and (DEFAULT_CHECKPOINT / "model_index.json").is_file():
         source = DEFAULT_CHECKPOINT
     if source is not None:
-        return DefocusDeblurPipeline.from_pretrained(str(source)), str(source)
+        return load_source(source), str(source)
     torch.manual_seed(0)
     pipe = DefocusDeblurPipeline(deblur_net=DefocusDeblurNet().eval(), defocus_net=DualPixelDefocusNet().eval())
     return pipe, None
 
 
 def display_source(source: str) -> str:
-    """The model's name as the page shows it: a folder inside the app relative to it (not the machine's absolute
-    path, e.g. /home/user/app/... on a Space), anything else (a Hub id, a folder elsewhere) as given."""
-    path = Path(source)
-    if path.is_absolute() and path.resolve().is_relative_to(ROOT):
-        return path.resolve().relative_to(ROOT).as_posix()
-    return source
+    """The model's name as the page shows it: a folder inside the app relative to it, anything else as given."""
+    return app_utils.display_source(source, ROOT)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -211,28 +174,28 @@ class DefocusApp:
         try:
             progress(0, desc="Reading the photo")
             loaded, notes = self._read(image, "the photo")
-            width, height = loaded.size
-            tiles = count_tiles(height, width, self.tile_size, self.tile_overlap)
             start = time.perf_counter()
             restored = self.pipe(
                 loaded, self.tile_size, self.tile_overlap, output_type="np", self_ensemble=bool(self_ensemble)
             ).images[0]
             seconds = time.perf_counter() - start
             progress(1, desc="Saving")
-            folder, stem = _request_folder(), _stem(image)
-            result = self._save(restored, folder / f"{stem}_deblurred.png", loaded)
-            slider = (
-                _preview(loaded.array, folder / f"{stem}_input_preview.png", loaded),
-                _preview(restored, folder / f"{stem}_deblurred_preview.png", loaded),
+            folder, stem = _request_folder(), app_utils.safe_stem(image)
+            result = save_image(
+                restored, folder / f"{stem}_deblurred.png", loaded.bit_depth, loaded.icc_profile, loaded.exif
             )
+            slider = (self._preview(loaded.array, folder / f"{stem}_input_preview.png", loaded),
+                      self._preview(restored, folder / f"{stem}_deblurred_preview.png", loaded))  # fmt: skip
         finally:
             self._discard_uploads(image)
-        status = self._status(
-            f"Deblurred {width}×{height} px in {seconds:.1f} s ({_tiles_text(tiles, self.tile_size)}"
-            f"{', x8 self-ensemble' if self_ensemble else ''}).",
-            notes,
+        width, height = loaded.size
+        tiles = app_utils.tiles_text(loaded.size, self.tile_size, self.tile_overlap)
+        ensemble = ", x8 self-ensemble" if self_ensemble else ""
+        return (
+            slider,
+            str(result),
+            self._status(f"Deblurred {width}×{height} px in {seconds:.1f} s ({tiles}{ensemble}).", notes),
         )
-        return slider, str(result), status
 
     def defocus_map(
         self, left: str | None, right: str | None, signed: bool = False, progress=gr.Progress(track_tqdm=True)
@@ -245,22 +208,7 @@ class DefocusApp:
             if self.pipe.defocus_net is None:
                 raise gr.Error("This model has no defocus-map network; load a pipeline saved with `defocus_net`.")
             progress(0, desc="Reading the views")
-            left_image, notes = self._read(left, "the left view", downscale=False)
-            right_image, right_notes = self._read(right, "the right view", downscale=False)
-            notes += right_notes
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                try:
-                    check_dual_pixel_pair(left_image, right_image)
-                except ValueError as err:
-                    raise gr.Error(_sentence(str(err))) from err
-            for warning in caught:
-                notes.append(str(warning.message))
-                gr.Warning(_sentence(str(warning.message)))
-            (left_image, right_image), scale_note = self._downscale_pair(left_image, right_image)
-            notes += scale_note
-            width, height = left_image.size
-            tiles = count_tiles(height, width, self.tile_size, self.tile_overlap)
+            (left_image, right_image), notes = self._read_pair(left, right)
             start = time.perf_counter()
             out = self.pipe.estimate_defocus_map(
                 left_image, right_image, self.tile_size, self.tile_overlap, output_type="np"
@@ -268,27 +216,19 @@ class DefocusApp:
             seconds = time.perf_counter() - start
             progress(1, desc="Saving")
             coc, all_in_focus = out.defocus_maps[0, ..., 0], out.images[0]
-            max_coc = float(self.pipe.defocus_net.config.max_coc)
-            folder, stem = _request_folder(), _stem(left)
-            figure = folder / f"{stem}_defocus_map_preview.png"
-            defocus_map_figure(coc, max_coc=max_coc, signed=signed).save(figure)
-            png16 = save_defocus_map_png16(coc, folder / f"{stem}_defocus_map_16bit.png", max_coc=max_coc)
-            npy = save_defocus_map_npy(coc, folder / f"{stem}_defocus_map.npy")
-            result = self._save(all_in_focus, folder / f"{stem}_all_in_focus.png", left_image)
+            folder, stem = _request_folder(), app_utils.safe_stem(left)
+            files = export_defocus_map(coc, all_in_focus, defocus_output_paths(folder, stem), left_image,
+                                       float(self.pipe.defocus_net.config.max_coc), signed, colour_bar=True)  # fmt: skip
             combined = (left_image.array + right_image.array) / 2
-            slider = (
-                _preview(combined, folder / f"{stem}_combined_preview.png", left_image),
-                _preview(all_in_focus, folder / f"{stem}_all_in_focus_preview.png", left_image),
-            )
+            slider = (self._preview(combined, folder / f"{stem}_combined_preview.png", left_image),
+                      self._preview(all_in_focus, folder / f"{stem}_all_in_focus_preview.png", left_image))  # fmt: skip
         finally:
             self._discard_uploads(left, right)
-        status = self._status(
-            f"Estimated the defocus map of a {width}×{height} px pair in {seconds:.1f} s ({_tiles_text(tiles, self.tile_size, ' per network')}): "
-            f"|CoC| radius up to {np.abs(coc).max():.1f} px, mean {np.abs(coc).mean():.1f} px "
-            f"(near side {np.mean(coc <= -1):.0%}, far side {np.mean(coc >= 1):.0%} of pixels).",
-            notes,
-        )
-        return slider, str(figure), str(png16), str(npy), str(result), status
+        width, height = left_image.size
+        tiles = app_utils.tiles_text(left_image.size, self.tile_size, self.tile_overlap, " per network")
+        summary = f"Estimated the defocus map of a {width}×{height} px pair in {seconds:.1f} s ({tiles}): "
+        files = [str(files[key]) for key in ("color", "png16", "npy", "all_in_focus")]
+        return (slider, *files, self._status(summary + app_utils.defocus_map_summary(coc), notes))
 
     # -- helpers -------------------------------------------------------------------------------------------------
 
@@ -297,7 +237,7 @@ class DefocusApp:
         data = Path(path).read_bytes() if Path(path).is_file() else None
         if data is None:
             raise gr.Error(
-                f"{_capital(what)} is no longer on the server (uploads are deleted after each request); upload it again."
+                f"{app_utils.capital(what)} is no longer on the server (uploads are deleted after each request); upload it again."
             )
         named = io.BytesIO(data)
         named.name = Path(path).name  # messages name the user's file, not the server's cache path
@@ -309,45 +249,41 @@ class DefocusApp:
                 raise gr.Error(f"Cannot use {what}: {err}.") from err
         notes = list(loaded.notes)
         if downscale:
-            (loaded,), scale_notes = self._downscale_pair(loaded)
-            notes += scale_notes
+            (loaded,), notes = self._downscale(loaded, notes=notes)
         return loaded, notes
 
-    def _downscale_pair(self, *images: LoadedImage) -> tuple[tuple[LoadedImage, ...], list[str]]:
-        """Downscale images above ``downscale_pixels`` (all by the same factor), with a message shown at once."""
-        width, height = images[0].size
-        if width * height <= self.downscale_pixels:
-            return images, []
-        factor = math.sqrt(self.downscale_pixels / (width * height))
-        size = (max(1, int(width * factor)), max(1, int(height * factor)))
-        message = (
-            f"The image is {width}×{height} px ({width * height / 1e6:.1f} MP), above the "
-            f"{self.downscale_pixels / 1e6:g} MP this app processes: it was downscaled to {size[0]}×{size[1]} px. "
-            "For full resolution, run the command-line tool `defocusgan-deblur` on your own machine."
-        )
-        if len(images) == 2:
-            message += " The CoC radii are in pixels of the downscaled views."
-        gr.Warning(message)
-        resized = tuple(
-            LoadedImage(
-                cv2.resize(image.array, size, interpolation=cv2.INTER_AREA),
-                image.bit_depth,
-                image.icc_profile,
-                image.exif,
-                image.path,
-                image.notes,
-            )
-            for image in images
-        )
-        return resized, [message]
+    def _read_pair(self, left: str, right: str) -> tuple[tuple[LoadedImage, LoadedImage], list[str]]:
+        """Both DP views, checked as a pair (a size mismatch is an error, identical views a warning), then
+        downscaled together."""
+        left_image, notes = self._read(left, "the left view", downscale=False)
+        right_image, right_notes = self._read(right, "the right view", downscale=False)
+        notes += right_notes
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                check_dual_pixel_pair(left_image, right_image)
+            except ValueError as err:
+                raise gr.Error(app_utils.sentence(str(err))) from err
+        for warning in caught:
+            notes.append(str(warning.message))
+            gr.Warning(app_utils.sentence(str(warning.message)))
+        return self._downscale(left_image, right_image, notes=notes)
 
-    def _save(self, array: np.ndarray, path: Path, like: LoadedImage) -> Path:
-        """Full-resolution PNG with the input's bit depth (8 or 16), ICC profile and EXIF (orientation applied)."""
-        return save_image(array, path, bit_depth=like.bit_depth, icc_profile=like.icc_profile, exif=like.exif)
+    def _downscale(self, *images: LoadedImage, notes: list[str]) -> tuple[tuple[LoadedImage, ...], list[str]]:
+        """Images above ``downscale_pixels`` downscaled (all by the same factor), with a message shown at once."""
+        images, message = app_utils.downscale(images, self.downscale_pixels)
+        if message is None:
+            return images, notes
+        gr.Warning(message)
+        return images, [*notes, message]
+
+    @staticmethod
+    def _preview(array, path: Path, like: LoadedImage) -> str:
+        return app_utils.write_preview(array, path, like, PREVIEW_MAX_SIDE)
 
     def _status(self, summary: str, notes: list[str]) -> str:
         lines = [summary]
-        lines += [f"- {_sentence(note)}" for note in notes]
+        lines += [f"- {app_utils.sentence(note)}" for note in notes]
         if self.source is None:
             lines.append("- ⚠️ Untrained weights: this result is not meaningful.")
         return "\n".join(lines)
@@ -373,44 +309,6 @@ def _request_folder() -> Path:
     cache = Path(get_upload_folder())
     cache.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix="defocusgan-", dir=cache))
-
-
-def _preview(array: np.ndarray, path: Path, like: LoadedImage) -> str:
-    """8-bit PNG of at most ``PREVIEW_MAX_SIDE`` px per side, with the input's ICC profile (browsers honour it).
-
-    Written by Pillow at the fastest compression level (0.2 s instead of 0.8 s for 1680×1120 with ``save_image``'s
-    default level): previews are transient, two per request.
-    """
-    height, width = array.shape[:2]
-    factor = PREVIEW_MAX_SIDE / max(height, width)
-    if factor < 1:
-        size = (max(1, round(width * factor)), max(1, round(height * factor)))
-        array = cv2.resize(np.ascontiguousarray(array, dtype=np.float32), size, interpolation=cv2.INTER_AREA)
-    pixels = np.round(np.clip(array, 0, 1) * 255).astype(np.uint8)
-    Image.fromarray(pixels).save(path, format="PNG", compress_level=1, icc_profile=like.icc_profile)
-    return str(path)
-
-
-def _stem(path: str) -> str:
-    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(path).stem)[:64]
-    return stem or "image"
-
-
-def _tiles_text(tiles: int, tile_size: int, per: str = "") -> str:
-    threads = torch.get_num_threads()
-    return (
-        f"{tiles} tile{'s' if tiles != 1 else ''} of ≤{tile_size} px{per}, "
-        f"{threads} CPU thread{'s' if threads != 1 else ''}"
-    )
-
-
-def _sentence(text: str) -> str:
-    text = _capital(text.strip())
-    return text if text.endswith((".", "!", "?")) else text + "."
-
-
-def _capital(text: str) -> str:
-    return text[:1].upper() + text[1:]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -445,7 +343,9 @@ def build_demo(
             "Uploads are deleted when the request ends; results are deleted after "
             f"{CACHE_AGE_S // 60} minutes."
         )
-        gr.Markdown(UNTRAINED_BANNER if source is None else f"Model: `{display_source(source)}`", elem_id="model-banner")
+        gr.Markdown(
+            UNTRAINED_BANNER if source is None else f"Model: `{display_source(source)}`", elem_id="model-banner"
+        )
         with gr.Tab("Deblur a photo"):
             with gr.Row():
                 with gr.Column():

@@ -28,16 +28,17 @@ from tqdm.auto import tqdm
 from .image_io import (
     DEFAULT_MAX_COC,
     DEFAULT_MAX_PIXELS,
+    DEFOCUS_OUTPUTS,
     HIGH_BIT_DEPTH_SUFFIXES,
     IMAGE_SUFFIXES,
     LoadedImage,
     check_dual_pixel_pair,
-    colorize_defocus_map,
+    defocus_output_paths,
+    export_defocus_map,
     load_image,
-    save_defocus_map_npy,
-    save_defocus_map_png16,
     save_image,
 )
+from .loading import load_pipeline
 
 DEFAULT_MODEL: str | None = None
 """Model used when neither ``--model`` nor ``$DEFOCUSGAN_MODEL`` is given (None until weights are published)."""
@@ -45,12 +46,6 @@ MODEL_ENV_VAR = "DEFOCUSGAN_MODEL"
 EXIT_OK, EXIT_FILE_ERRORS, EXIT_USAGE = 0, 1, 2
 # Per-file failures that are reported and skipped; anything else is a bug and keeps its traceback.
 FILE_ERRORS = (ValueError, OSError, RuntimeError, MemoryError, cv2.error)
-DEFOCUS_OUTPUTS = {
-    "color": "_defocus_color.png",
-    "png16": "_defocus_16bit.png",
-    "npy": "_defocus.npy",
-    "all_in_focus": "_all_in_focus.png",
-}
 
 
 @dataclass(frozen=True)
@@ -177,27 +172,14 @@ def match_dual_pixel_pairs(left: Path, right: Path) -> tuple[list[tuple[Path, Pa
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _looks_like_local_path(model: str) -> bool:
-    """A Hub repo id is ``name`` or ``owner/name``; anything else (``./x``, ``/a/b``, ``a/b/c``, ``~``) is a path."""
-    return model.startswith((".", "/", "~", "\\")) or model.count("/") > 1 or os.sep in model.replace("/", "")
-
-
 def _load_pipeline(model: str, device: str, dtype: str, quiet: bool = False) -> Any:
     """Load ``DefocusDeblurPipeline`` from a folder or Hub repo id onto ``device``; raises OSError/ValueError."""
-    local = Path(model).expanduser()
-    if not local.exists() and _looks_like_local_path(model):
-        raise OSError(f"the model folder '{model}' does not exist")
     import torch
     from diffusers.utils import logging as diffusers_logging
 
-    from .pipelines import DefocusDeblurPipeline  # imported here: diffusers takes seconds to import
-
     if quiet:
         diffusers_logging.disable_progress_bar()  # the "Loading pipeline components" bar
-
-    # diffusers >= 0.36 calls the precision `dtype` (`torch_dtype` is deprecated); float32 is the default anyway.
-    options = {} if dtype == "float32" else {"dtype": getattr(torch, dtype)}
-    pipeline = DefocusDeblurPipeline.from_pretrained(str(local) if local.exists() else model, **options).to(device)
+    pipeline = load_pipeline(model, device, None if dtype == "float32" else getattr(torch, dtype))
     return pipeline.enable_channels_last() if pipeline.device.type == "cpu" else pipeline
 
 
@@ -432,7 +414,7 @@ def defocus_map_main(argv: Sequence[str] | None = None) -> int:
     guard = _OutputGuard([p for pair in pairs for p in pair], args.overwrite)
     plans = []
     for left, right in pairs:
-        outputs = {key: args.output_dir / f"{left.stem}{suffix}" for key, suffix in DEFOCUS_OUTPUTS.items()}
+        outputs = defocus_output_paths(args.output_dir, left.stem)
         problems = [e for e in (guard.check(left, path) for path in outputs.values()) if e]
         errors += problems
         if not problems:
@@ -468,12 +450,7 @@ def _defocus_map_one(
         raise ValueError(f"'{left_path}' and '{right_path}': {error}") from None
     result = pipeline.estimate_defocus_map(left, right, output_type="np", **_tile_kwargs(args))
     coc = np.asarray(result.defocus_maps[0])[..., 0]
-    overwrite = args.overwrite
-    save_image(colorize_defocus_map(coc, max_coc), outputs["color"], overwrite=overwrite)
-    save_defocus_map_png16(coc, outputs["png16"], max_coc=max_coc, overwrite=overwrite)
-    save_defocus_map_npy(coc, outputs["npy"], overwrite=overwrite)
-    bit_depth = 16 if left.bit_depth == 16 else 8
-    save_image(result.images[0], outputs["all_in_focus"], bit_depth, left.icc_profile, left.exif, overwrite=overwrite)
+    export_defocus_map(coc, result.images[0], outputs, like=left, max_coc=max_coc, overwrite=args.overwrite)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
