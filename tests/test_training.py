@@ -87,9 +87,9 @@ def test_time_budget_makes_the_current_step_the_last(tmp_path, valset):
     assert sorted(read_log(out)) == [1]
     assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-1"]
     assert (out / "validation" / "step-0000001.png").is_file() and (out / "pipeline" / "model_index.json").is_file()
-    sys.path.insert(0, str(ROOT / "train"))
-    import training_utils as tu
     from accelerate import Accelerator
+
+    from defocusgan_hf import training_utils as tu
 
     accelerator = Accelerator(cpu=True)
     assert not tu.TimeBudget(None, accelerator).spent() and not tu.TimeBudget(10, accelerator).spent()

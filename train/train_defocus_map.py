@@ -28,13 +28,12 @@ from accelerate.logging import get_logger
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from defocusgan_hf import training_utils as tu
 from defocusgan_hf.data import DualPixelConfig, DualPixelRenderer
+from defocusgan_hf.loading import load_defocus_net
 from defocusgan_hf.losses import defocus_map_loss, reblur_loss, search_target
 from defocusgan_hf.models import DualPixelDefocusNet, LearnableBlurKernel
 from defocusgan_hf.models.reblur import bank_layers
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import training_utils as tu  # noqa: E402
 
 logger = get_logger(__name__)
 
@@ -174,9 +173,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     resume = tu.resolve_resume(args)
 
     if args.init_from:
-        folder = Path(args.init_from)
-        sub = {"subfolder": "defocus_net"} if (folder / "defocus_net").is_dir() else {}
-        net = DualPixelDefocusNet.from_pretrained(args.init_from, **sub)
+        net = load_defocus_net(args.init_from)
     else:
         net = DualPixelDefocusNet(max_coc=args.max_coc, **tu.load_model_config(args.model_config))
     net.train()

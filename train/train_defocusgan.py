@@ -30,20 +30,19 @@ import torch
 from accelerate.logging import get_logger
 from tqdm.auto import tqdm
 
+from defocusgan_hf import training_utils as tu
 from defocusgan_hf.data import DualPixelConfig, DualPixelRenderer
+from defocusgan_hf.loading import load_blur_kernel, load_defocus_net
 from defocusgan_hf.losses import GeneratorLoss, PerceptualLoss, critic_loss, defocus_weights
+from defocusgan_hf.metrics import psnr
 from defocusgan_hf.models import (
     DefocusDeblurNet,
     DualPixelDefocusNet,
-    LearnableBlurKernel,
     PatchDiscriminator,
     guidance_weight_at,
 )
 from defocusgan_hf.models.vgg import VGG19Features
 from defocusgan_hf.pipelines import DefocusDeblurPipeline
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import training_utils as tu  # noqa: E402
 
 logger = get_logger(__name__)
 
@@ -93,19 +92,6 @@ def build_generator(args) -> DefocusDeblurNet:
     return DefocusDeblurNet(**config)
 
 
-def load_defocus_net(path: str) -> DualPixelDefocusNet:
-    folder = Path(path)
-    if (folder / "defocus_net").is_dir():
-        return DualPixelDefocusNet.from_pretrained(folder, subfolder="defocus_net")
-    return DualPixelDefocusNet.from_pretrained(path)
-
-
-def load_blur_kernel(path: str | None) -> LearnableBlurKernel | None:
-    """The stage-1 kernel saved beside its net (``<folder>/blur_kernel``), if there is one."""
-    folder = Path(path) / "blur_kernel" if path else None
-    return LearnableBlurKernel.from_pretrained(folder) if folder is not None and folder.is_dir() else None
-
-
 def fft_amplitude_loss(restored: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
     return (torch.fft.rfft2(restored.float()).abs() - torch.fft.rfft2(sharp.float()).abs()).abs().mean() / math.sqrt(
         restored.shape[-1] * restored.shape[-2]
@@ -153,8 +139,9 @@ def log_validation(generator, args, accelerator, step: int, validation: list[dic
         blurred = sample["blurred"][None].to(accelerator.device)
         sharp = sample["sharp"][None].to(accelerator.device)
         restored = model(blurred).sample
-        restored_psnr.append(tu.psnr(restored, sharp))
-        input_psnr.append(tu.psnr(blurred, sharp))
+        sharp_array = sharp[0].float().permute(1, 2, 0).cpu().numpy()
+        restored_psnr.append(psnr(restored[0].float().permute(1, 2, 0).cpu().numpy(), sharp_array))
+        input_psnr.append(psnr(blurred[0].float().permute(1, 2, 0).cpu().numpy(), sharp_array))
         if len(rows) < 3:
             rows.append(torch.cat([blurred, restored, sharp], dim=-1)[0])
     model.train(was_training)

@@ -70,10 +70,9 @@ def _label(axis, text: str) -> None:
 
 def estimate_maps(folder: str, samples: list[dict]) -> list:
     """Signed CoC maps ``(H, W)`` (px, NumPy) of a stage-1 net folder (or a pipeline folder with defocus_net/)."""
-    from ..models import DualPixelDefocusNet
+    from ..loading import load_defocus_net
 
-    sub = {"subfolder": "defocus_net"} if (Path(folder) / "defocus_net").is_dir() else {}
-    net = DualPixelDefocusNet.from_pretrained(folder, **sub).eval()
+    net = load_defocus_net(folder)
     with torch.no_grad():
         return [net(s["left"][None], s["right"][None]).defocus_map[0, 0].numpy() for s in samples]
 

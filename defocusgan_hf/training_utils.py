@@ -1,6 +1,6 @@
 """What both training scripts share: the standard flags, the Accelerator, Hub-folder checkpoints with rotation,
-step-indexed data (exact resume), and model cards. Scripts import it as a sibling module (``train/`` is on
-``sys.path`` when a script in it runs); the package never imports it."""
+step-indexed data (exact resume), and model cards. Like ``diffusers.training_utils``: the scripts in ``train/`` import
+it (``from defocusgan_hf import training_utils as tu``); nothing else in the package does."""
 
 from __future__ import annotations
 
@@ -261,12 +261,12 @@ def load_model_config(value: str | None) -> dict:
 def training_dataset(args: argparse.Namespace) -> Dataset:
     """Sharp crops for the synthetic engine (rendered later on the device), or DPDD training crops."""
     if args.dataset == "dpdd":
-        from defocusgan_hf.data import DPDDDataset
+        from .data import DPDDDataset
 
         if not args.dpdd_root:
             raise SystemExit("--dataset dpdd needs --dpdd_root (the dd_dp_dataset_canon folder).")
         return Cycle(DPDDDataset(args.dpdd_root, split="train", crop_size=args.resolution, seed=args.seed))
-    from defocusgan_hf.data import SharpImageDataset
+    from .data import SharpImageDataset
 
     sources = ["skimage", "dead_leaves", "text"] + ([args.image_dir] if args.image_dir else [])
     return SharpImageDataset(sources, resolution=args.resolution, length=2**40, seed=args.seed)
@@ -276,7 +276,7 @@ def validation_samples(args: argparse.Namespace) -> list[dict]:
     """The first ``--num_validation_samples`` samples of ``--validation_dir`` (none when it is empty)."""
     if not args.validation_dir:
         return []
-    from defocusgan_hf.data import ValidationSet
+    from .data import ValidationSet
 
     validation_set = ValidationSet(args.validation_dir)
     return [validation_set[i] for i in range(min(args.num_validation_samples, len(validation_set)))]
@@ -320,12 +320,6 @@ def log_jsonl(accelerator: Accelerator, args: argparse.Namespace, logs: dict, st
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Mean per-image PSNR in dB of ``(B, C, H, W)`` tensors in [0, 1] (for logging; reports use skimage)."""
-    mse = ((a.float() - b.float()) ** 2).flatten(1).mean(1).clamp_min(1e-12)
-    return float((10 * torch.log10(1.0 / mse)).mean())
 
 
 def write_model_card(
