@@ -44,24 +44,27 @@ class DefocusDeblurPipeline(DiffusionPipeline):
     """Defocus deblurring with DefocusGAN (Zhai et al., AAAI 2023).
 
     Components:
-        deblur_net: :class:`DefocusDeblurNet`, the generator; at inference it takes the image alone.
+        deblur_net: :class:`DefocusDeblurNet`, the generator; at inference it takes the image alone. ``None`` makes a
+            map-only pipeline (a stage-1 net alone, for :meth:`predict_defocus_map`).
         defocus_net: optional :class:`DualPixelDefocusNet` that estimates a signed CoC map from DP views.
         blur_kernel: optional :class:`LearnableBlurKernel` learned with ``defocus_net`` (stage 1): the PSFs that
             reblur an all-in-focus image by the map (``reblur``), and that deconvolution baselines use.
     """
 
     model_cpu_offload_seq = "defocus_net->deblur_net"
-    _optional_components = ["defocus_net", "blur_kernel"]
+    _optional_components = ["deblur_net", "defocus_net", "blur_kernel"]
 
     def __init__(
         self,
-        deblur_net: DefocusDeblurNet,
+        deblur_net: DefocusDeblurNet | None,
         defocus_net: DualPixelDefocusNet | None = None,
         blur_kernel: LearnableBlurKernel | None = None,
     ):
         super().__init__()
-        if not isinstance(deblur_net, DefocusDeblurNet):
-            raise TypeError(f"`deblur_net` must be a DefocusDeblurNet, got {type(deblur_net).__name__}.")
+        if deblur_net is None and defocus_net is None:
+            raise TypeError("`deblur_net` must be a DefocusDeblurNet (or None in a map-only pipeline with `defocus_net`).")
+        if deblur_net is not None and not isinstance(deblur_net, DefocusDeblurNet):
+            raise TypeError(f"`deblur_net` must be a DefocusDeblurNet or None, got {type(deblur_net).__name__}.")
         if defocus_net is not None and not isinstance(defocus_net, DualPixelDefocusNet):
             raise TypeError(f"`defocus_net` must be a DualPixelDefocusNet or None, got {type(defocus_net).__name__}.")
         if blur_kernel is not None and not isinstance(blur_kernel, LearnableBlurKernel):
@@ -122,6 +125,19 @@ class DefocusDeblurPipeline(DiffusionPipeline):
         dtype = self.deblur_net.dtype
         return self.deblur_net(image.to(dtype)).sample
 
+    def _need(self, component: str) -> None:
+        if getattr(self, component) is None:
+            raise ValueError(f"This pipeline has no `{component}`; load one that was saved with it.")
+
+    def _map(self, left: torch.Tensor, right: torch.Tensor, tile_size: int | None, tile_overlap: int) -> torch.Tensor:
+        """Signed CoC maps ``(B, 1, H, W)`` (px) of DP views ``(B, 3, H, W)``, whole or tile by tile."""
+        check_dual_pixel_pair(left, right)
+        dtype = self.defocus_net.dtype
+        net = self.defocus_net
+        return self._run_tiled(
+            lambda a, b: net(a.to(dtype), b.to(dtype)).defocus_map, (left, right), 1, tile_size, tile_overlap
+        )
+
     @torch.inference_mode()
     def __call__(
         self,
@@ -147,6 +163,7 @@ class DefocusDeblurPipeline(DiffusionPipeline):
                 self-ensemble): 8 times the time, for a small gain (docs/RESULTS.md).
         """
         # 1. Check inputs
+        self._need("deblur_net")
         self._check_call(output_type, tile_size, tile_overlap)
         # 2. Preprocess to (B, 3, H, W) float32 in [0, 1]
         blurry, bit_depths = to_tensor(image)
@@ -176,16 +193,12 @@ class DefocusDeblurPipeline(DiffusionPipeline):
         Returns:
             ``images`` (the all-in-focus image) and ``defocus_maps`` (signed CoC radius in pixels).
         """
-        if self.defocus_net is None:
-            raise ValueError("This pipeline has no `defocus_net`; load one that was saved with a defocus-map net.")
+        self._need("defocus_net")
+        self._need("deblur_net")
         self._check_call(output_type, tile_size, tile_overlap)
         left_t, bit_depths = to_tensor(left)
         right_t, _ = to_tensor(right)
-        check_dual_pixel_pair(left_t, right_t)
-        dtype = self.defocus_net.dtype
-        coc = self._run_tiled(
-            lambda a, b: self.defocus_net(a.to(dtype), b.to(dtype)).defocus_map, (left_t, right_t), 1, tile_size, tile_overlap
-        )
+        coc = self._map(left_t, right_t, tile_size, tile_overlap)
         combined = (left_t + right_t) / 2
         restored = self._run_tiled(self._deblur, (combined,), 3, tile_size, tile_overlap)
         images = to_output(restored, output_type)
@@ -193,3 +206,20 @@ class DefocusDeblurPipeline(DiffusionPipeline):
         if not return_dict:
             return (images, maps)
         return DefocusDeblurPipelineOutput(images=images, defocus_maps=maps, bit_depths=bit_depths)
+
+    @torch.inference_mode()
+    def predict_defocus_map(
+        self, left: Any, right: Any, tile_size: int | None = 512, tile_overlap: int = 64, output_type: str = "np"
+    ) -> np.ndarray | torch.Tensor:
+        """The signed CoC map alone (the stage-1 net, no deblurring; works in a map-only pipeline).
+
+        Args:
+            left, right: the two DP views, in any form ``__call__`` accepts, of the same size.
+            output_type: ``"np"`` (or ``"pil"``) for an array ``(B, H, W, 1)``, ``"pt"`` for a tensor ``(B, 1, H, W)``.
+        Returns:
+            signed CoC radius in pixels (``> 0`` behind the focal plane, ``< 0`` in front).
+        """
+        self._need("defocus_net")
+        self._check_call(output_type, tile_size, tile_overlap)
+        coc = self._map(to_tensor(left)[0], to_tensor(right)[0], tile_size, tile_overlap)
+        return coc if output_type == "pt" else coc.permute(0, 2, 3, 1).cpu().numpy()
