@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data.psf import dual_pixel_view_kernels
+from .models.dual_pixel import dual_pixel_view_kernels
 from .models.reblur import bank_layers, reblur, search_coc, search_signed_coc
 from .models.vgg import VGG19Features
 

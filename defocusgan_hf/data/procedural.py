@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
-from .sources import ImageSource, rand_float, rand_int
+from .source_base import ImageSource, rand_float, rand_int
 
 
 def _random_color(generator: torch.Generator) -> tuple[float, float, float]:

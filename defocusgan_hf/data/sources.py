@@ -26,35 +26,14 @@ import numpy as np
 import torch
 
 from ..image_io import IMAGE_SUFFIXES, load_image
+from .procedural import DeadLeavesSource, TextSource
+from .source_base import ImageSource, _rand, rand_float, rand_int  # noqa: F401 (re-exported)
 
 SKIMAGE_SPLITS = {
     "train": ("astronaut", "rocket", "motorcycle_left", "motorcycle_right"),
     "val": ("chelsea", "coffee"),
 }
 """scikit-image photographs used for training and held out for the validation set."""
-
-
-def _rand(generator: torch.Generator, *shape: int) -> torch.Tensor:
-    return torch.rand(shape, generator=generator, device=generator.device)
-
-
-def rand_float(generator: torch.Generator, low: float = 0.0, high: float = 1.0) -> float:
-    return low + (high - low) * float(_rand(generator, 1))
-
-
-def rand_int(generator: torch.Generator, low: int, high: int) -> int:
-    """An integer in [low, high] inclusive."""
-    return int(torch.randint(low, high + 1, (1,), generator=generator, device=generator.device))
-
-
-class ImageSource:
-    """Base class: ``sample(size, generator)`` returns a ``(3, size, size)`` float32 tensor in [0, 1]."""
-
-    def sample(self, size: int, generator: torch.Generator) -> torch.Tensor:
-        raise NotImplementedError
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
 
 
 def random_resized_crop(
@@ -222,8 +201,6 @@ def build_source(spec, weights: Sequence[float] | None = None) -> ImageSource:
     ``"dead_leaves"``, ``"text"``; any other string is a folder path. A list becomes a :class:`MixedSource`
     (``weights`` default: equal, or ``DEFAULT_TRAIN_WEIGHTS`` for ``DEFAULT_TRAIN_SOURCES``).
     """
-    from .procedural import DeadLeavesSource, TextSource
-
     if isinstance(spec, ImageSource):
         return spec
     if isinstance(spec, (str, os.PathLike)):

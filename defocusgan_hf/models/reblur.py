@@ -202,7 +202,7 @@ def search_signed_coc(
     Args:
         sharp, left, right: ``(B, C, H, W)`` all-in-focus image and the two DP views in [0, 1].
         view_kernels: ``(2, 2R + 1, K, K)`` (left, right) PSFs of the signed radii ``-R..R``, e.g.
-            :func:`~defocusgan_hf.data.psf.dual_pixel_view_kernels` of the stage-1 bank.
+            :func:`~defocusgan_hf.models.dual_pixel.dual_pixel_view_kernels` of the stage-1 bank.
         window_sigma: standard deviation of the averaging window, pixels.
 
     Returns:
