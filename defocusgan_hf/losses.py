@@ -18,7 +18,7 @@ from torch import nn
 
 from .models.dual_pixel import dual_pixel_view_kernels
 from .models.reblur import bank_layers, reblur, search_coc, search_signed_coc
-from .models.vgg import VGG19Features
+from .perceptual.vgg import VGG19Features
 
 # The released code's absolute weights. With Adam only the ratios matter much, and they are the paper's:
 # stage 2: 0.5 : 0.006 : 0.001 = 1 : 0.012 : 0.002; stage 1: L1 x 1000 + TV x 1e-5.

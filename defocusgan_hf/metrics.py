@@ -207,7 +207,7 @@ def image_metrics(prediction, target, protocol: str | Protocol = "seed", lpips=N
     """PSNR, SSIM, MAE (and LPIPS when an ``lpips`` callable is given) of one image pair under ``protocol``.
 
     ``lpips``: a callable taking two ``(H, W, 3)`` float arrays in [0, 1] and returning a float, e.g.
-    :class:`defocusgan_hf.models.lpips.LPIPS` (its backbone must be the protocol's).
+    :class:`defocusgan_hf.perceptual.lpips.LPIPS` (its backbone must be the protocol's).
     """
     protocol = get_protocol(protocol)
     pred, ref = prepare(prediction, protocol), prepare(target, protocol)

@@ -12,7 +12,7 @@ from defocusgan_hf.evaluate import load_kernels, main
 from defocusgan_hf.image_io import save_image
 from defocusgan_hf.metrics import psnr
 from defocusgan_hf.models import DefocusDeblurNet, DualPixelDefocusNet, LearnableBlurKernel, kernel_bank, reblur
-from defocusgan_hf.models.lpips import LPIPS
+from defocusgan_hf.perceptual.lpips import LPIPS
 from defocusgan_hf.pipelines import DefocusDeblurPipeline
 
 SIZE = 32

@@ -19,7 +19,7 @@ from defocusgan_hf.losses import (
 from defocusgan_hf.models.blur_kernel import LearnableBlurKernel
 from defocusgan_hf.models.discriminator import PatchDiscriminator
 from defocusgan_hf.models.reblur import reblur
-from defocusgan_hf.models.vgg import VGG19Features, VGGWeightsNotFoundError
+from defocusgan_hf.perceptual.vgg import VGG19Features, VGGWeightsNotFoundError
 
 
 class LinearCritic(nn.Module):

@@ -16,7 +16,7 @@ from defocusgan_hf.metrics import (
     ssim,
     summarize,
 )
-from defocusgan_hf.models.lpips import LPIPS, TAPS, LPIPSWeightsError
+from defocusgan_hf.perceptual.lpips import LPIPS, TAPS, LPIPSWeightsError
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ def load_lpips(weights: Sequence[str] | None, protocol: Protocol, device: str = 
     """The protocol's LPIPS from ``weights`` (files or ``org/repo:file``), or ``None`` when none are given."""
     if not weights:
         return None
-    from ..models.lpips import LPIPS
+    from ..perceptual.lpips import LPIPS
 
     return LPIPS.from_pretrained(list(weights), net=protocol.lpips_net).to(device)
 
@@ -86,7 +86,7 @@ def evaluate_methods(
     progress: bool = True,
     coc_edges: Sequence[float] | None = DEFAULT_COC_EDGES,
 ) -> EvaluationResult:
-    """Run every method on every sample and measure it. ``lpips``: an :class:`~defocusgan_hf.models.lpips.LPIPS`
+    """Run every method on every sample and measure it. ``lpips``: an :class:`~defocusgan_hf.perceptual.lpips.LPIPS`
     with the protocol's backbone, or ``None`` (then no LPIPS column is filled). Where the data has true CoC maps,
     ``coc_edges`` (lower edges, px; ``None`` = off) also splits each method's squared error by true |CoC| range."""
     protocol = get_protocol(protocol)
