@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from defocusgan_hf import training_utils as tu
 from defocusgan_hf.data import DualPixelConfig, DualPixelRenderer
+from defocusgan_hf.evaluation.real_captures import load_scenes, training_validation
 from defocusgan_hf.loading import load_blur_kernel, load_defocus_net
 from defocusgan_hf.losses import GeneratorLoss, PerceptualLoss, critic_loss, defocus_weights
 from defocusgan_hf.metrics import psnr
@@ -41,6 +42,7 @@ from defocusgan_hf.models import (
     PatchDiscriminator,
     guidance_weight_at,
 )
+from defocusgan_hf.models.deblur_net import to_luma_residual
 from defocusgan_hf.models.vgg import VGG19Features
 from defocusgan_hf.pipelines import DefocusDeblurPipeline
 
@@ -71,6 +73,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--defocus_model", default=None, help="Stage-1 pipeline/model folder: guide with its estimated maps instead of true ones.")
     add("--max_aperture", type=float, default=None, help="Cap the synthetic scenes' CoC scale (px); default: the engine's.")
     add("--clean_data", action="store_true", help="Synthetic data without noise, JPEG, vignetting, gamma/exposure change.")
+    add("--data_config", default="varied", choices=["varied", "eq3"],
+        help="Synthetic data: 'varied' (ours, default: every PSF family, highlights, grey and in-focus scenes; "
+        "DualPixelConfig.varied) or 'eq3' (the first engine: the paper's kernel only, which the model also assumes).")
+    add("--luma_residual", action="store_true",
+        help="Convert an --init_from generator with an RGB residual to a luma residual (grey stays grey; ours).")
+    add("--real_val_root", default=None,
+        help="Folder of real scenes (blurred.png + sharp.png per scene, e.g. ../shared/real/dpdd_gif) validated beside "
+        "the synthetic set: PSNR gain and sharp-in fidelity in train_log.jsonl and TensorBoard (real/...).")
+    add("--real_val_scenes", default="00,01,02,03,04,05,06",
+        help="Comma-separated scene folders of --real_val_root used for validation (checkpoints are chosen on these; "
+        "report the others separately).")
     add("--bundle_defocus_model", default=None, help="Stage-1 folder to include in the final pipeline (not used for guidance).")
     args = parser.parse_args(argv)
     if args.lambda_perceptual > 0 and args.vgg_weights is None:
@@ -83,7 +96,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def build_generator(args) -> DefocusDeblurNet:
     if args.init_from:
-        return DefocusDeblurNet.from_pretrained(args.init_from, subfolder="deblur_net")
+        net = DefocusDeblurNet.from_pretrained(args.init_from, subfolder="deblur_net")
+        return to_luma_residual(net) if args.luma_residual else net
     config = tu.load_model_config(args.model_config)
     if args.no_rcab:
         config["block_type"] = "conv"
@@ -108,7 +122,7 @@ class Batches:
         dataset = tu.training_dataset(args)
         self.renderer = None
         if args.dataset == "synthetic":
-            config = DualPixelConfig()
+            config = DualPixelConfig.varied() if args.data_config == "varied" else DualPixelConfig()
             if args.clean_data:
                 config = config.clean()
             if args.max_aperture is not None:
@@ -129,8 +143,11 @@ class Batches:
 
 
 @torch.no_grad()
-def log_validation(generator, args, accelerator, step: int, validation: list[dict]) -> dict[str, float]:
-    """PSNR of the input and of the restored image on the fixed validation samples, and a picture of the first."""
+def log_validation(
+    generator, args, accelerator, step: int, validation: list[dict], real_scenes: list | None = None
+) -> dict[str, float]:
+    """PSNR of the input and of the restored image on the fixed validation samples, and a picture of the first;
+    with ``real_scenes``, the real-capture figures of :func:`training_validation` too."""
     model = accelerator.unwrap_model(generator)
     was_training = model.training
     model.eval()
@@ -157,6 +174,25 @@ def log_validation(generator, args, accelerator, step: int, validation: list[dic
         if tracker.name == "tensorboard":
             tracker.writer.add_image("validation/blurred_restored_sharp", grid, step, dataformats="HWC")
     logger.info(f"step {step}: validation PSNR {metrics['val/psnr']:.3f} dB (input {metrics['val/input_psnr']:.3f} dB)")
+    if real_scenes:
+        device = accelerator.device
+
+        @torch.inference_mode()
+        def restore(image: np.ndarray) -> np.ndarray:
+            tensor = torch.from_numpy(image).permute(2, 0, 1)[None].to(device)
+            return model(tensor).sample[0].permute(1, 2, 0).float().cpu().numpy()
+
+        model.eval()
+        metrics.update(training_validation(restore, real_scenes))
+        model.train(was_training)
+        for tracker in accelerator.trackers:
+            if tracker.name == "tensorboard":
+                for key in ("real/psnr_gain", "real/sharp_in", "real/sharp_in_min", "real/worst_gain"):
+                    tracker.writer.add_scalar(key, metrics[key], step)
+        logger.info(
+            f"step {step}: real scenes {metrics['real/psnr_gain']:+.3f} dB over the input (worst "
+            f"{metrics['real/worst_gain']:+.3f}), sharp-in {metrics['real/sharp_in']:.2f} dB (min {metrics['real/sharp_in_min']:.2f})"
+        )
     return metrics
 
 
@@ -200,6 +236,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
 
     batches = Batches(args, accelerator, start_step, defocus_net)
     validation = tu.validation_samples(args)
+    real_scenes = load_scenes(args.real_val_root, args.real_val_scenes.split(",")) if args.real_val_root else None
     critic_generator = torch.Generator(device=accelerator.device)
     progress = tqdm(range(start_step, args.max_train_steps), initial=start_step, total=args.max_train_steps,
                     disable=not accelerator.is_local_main_process, desc="steps")
@@ -262,14 +299,14 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         validate = validation and (step % args.validation_steps == 0 or step == args.max_train_steps)
         if accelerator.is_main_process and validate:
             with tu.ema_weights(ema, accelerator.unwrap_model(generator_net)):
-                history = log_validation(generator_net, args, accelerator, step, validation)
+                history = log_validation(generator_net, args, accelerator, step, validation, real_scenes)
             tu.log_jsonl(accelerator, args, history, step)
         history["last_loss"] = logs["loss/total"]
     progress.close()
     if accelerator.is_main_process and validation and not history.get("val/psnr"):
         if ema is not None:
             ema.copy_to(accelerator.unwrap_model(generator_net).parameters())
-        history.update(log_validation(generator_net, args, accelerator, step, validation))
+        history.update(log_validation(generator_net, args, accelerator, step, validation, real_scenes))
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:

@@ -61,6 +61,10 @@ class DualPixelPSFBank:
         """Signed CoC radius (px) of grid index ``index``."""
         return index * self.step
 
+    def view_psfs(self, radius: float) -> torch.Tensor:
+        """``(2, K, K)`` (left, right) PSFs of a signed radius in px (subclasses give other PSF shapes)."""
+        return _cached_psf(round(radius, 6), self.softness, self.falloff)
+
     def kernels(self, index: int, image_size: int, device=None, dtype=torch.float32) -> torch.Tensor:
         """``(2, K, K)`` (left, right) PSFs of grid index ``index``, zero-padded to a support ``K`` that makes
         ``image_size + K - 1`` a 5-smooth number (fast FFT lengths); padding does not change the convolution."""
@@ -68,7 +72,7 @@ class DualPixelPSFBank:
             raise ValueError(f"grid index {index} is outside ±{self.max_index} (max_coc={self.max_coc}).")
         key = (index, image_size, str(device), dtype)
         if key not in self._device_cache:
-            psf = _cached_psf(round(self.radius(index), 6), self.softness, self.falloff)
+            psf = self.view_psfs(self.radius(index))
             size = psf.shape[-1]
             target = next((k for k in range(size, size + 64, 2) if _is_fast_length(image_size + k - 1)), size)
             pad = (target - size) // 2

@@ -33,6 +33,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .psf import DEFAULT_LIGHT_FALLOFF, DEFAULT_SPLIT_SOFTNESS, DualPixelPSFBank
+from .psf_families import PSF_FAMILIES, FamilyPSFBank, PSFShape, sample_psf_shape
 from .render import composite_sharp, render_layers
 from .scene import DualPixelScene, sample_scene
 from .sensor import dual_pixel_vignetting, jpeg_compress, log_uniform, poisson_gaussian_noise, uniform
@@ -61,6 +62,17 @@ class DualPixelConfig:
         noise_prob: probability of Poisson-Gaussian noise; ``shot_noise_range`` (variance per unit signal) and
             ``read_noise_range`` (standard deviation) are log-uniform.
         jpeg_prob, jpeg_quality_range: probability and quality range (uniform) of JPEG-like compression.
+    Variety that keeps the data from mirroring the model (all off by default: the first engine; on in
+    :meth:`varied`, which training uses by default):
+        psf_families: PSF families drawn per sample (:mod:`.psf_families`); empty: the paper's Eq. 3 kernel only.
+        split_softness_range, light_falloff_range: per-sample DP half-aperture masks (uniform; ``None``: fixed).
+        highlight_prob, highlight_gain_range: probability that bright pixels (sRGB luminance above 0.85) become
+            brighter than white in linear light, by a gain drawn log-uniform, so that they turn into bokeh discs
+            once blurred and clipped, as in real photos.
+        grey_prob: probability of a grey scene (R = G = B in every layer).
+        all_in_focus_prob: probability that every layer is in focus (nothing to undo: the identity is the target).
+        background_in_focus_prob: probability that the background layer is in focus (a mostly sharp photo).
+        tone_curve_range: strength of a random S-shaped tone curve after the gamma (uniform; 0 = none).
     """
 
     max_coc: float = 25.0
@@ -79,15 +91,48 @@ class DualPixelConfig:
     read_noise_range: tuple[float, float] = (5e-4, 1e-2)
     jpeg_prob: float = 0.3
     jpeg_quality_range: tuple[float, float] = (60.0, 95.0)
+    psf_families: tuple[str, ...] = ()
+    split_softness_range: tuple[float, float] | None = None
+    light_falloff_range: tuple[float, float] | None = None
+    highlight_prob: float = 0.0
+    highlight_gain_range: tuple[float, float] = (1.0, 1.0)
+    grey_prob: float = 0.0
+    all_in_focus_prob: float = 0.0
+    background_in_focus_prob: float = 0.0
+    tone_curve_range: tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self):
         if not 0 < self.coc_step <= 1:
             raise ValueError(f"`coc_step` must be in (0, 1] pixels, got {self.coc_step}.")
         if not 0 < self.max_coc <= 64:
             raise ValueError(f"`max_coc` must be in (0, 64] pixels, got {self.max_coc}.")
-        for name in ("noise_prob", "jpeg_prob", "in_focus_prob"):
+        probabilities = ("noise_prob", "jpeg_prob", "in_focus_prob", "highlight_prob", "grey_prob")
+        for name in probabilities + ("all_in_focus_prob", "background_in_focus_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"`{name}` must be a probability in [0, 1], got {getattr(self, name)}.")
+
+    @classmethod
+    def varied(cls, **changes) -> DualPixelConfig:
+        """The training default: every PSF family, random DP masks, highlights, grey and in-focus scenes, tone
+        curves, and cleaner-to-noisier sensors than the first engine (see the class docstring)."""
+        values = dict(
+            psf_families=PSF_FAMILIES,
+            split_softness_range=(0.05, 0.4),
+            light_falloff_range=(0.0, 0.6),
+            highlight_prob=0.4,
+            highlight_gain_range=(1.5, 8.0),
+            grey_prob=0.1,
+            all_in_focus_prob=0.12,
+            background_in_focus_prob=0.2,
+            tone_curve_range=(0.0, 0.6),
+            noise_prob=0.7,
+            shot_noise_range=(3e-5, 5e-3),
+            read_noise_range=(2e-4, 5e-3),
+            jpeg_prob=0.4,
+            jpeg_quality_range=(70.0, 97.0),
+        )
+        values.update(changes)
+        return cls(**values)
 
     def clean(self) -> DualPixelConfig:
         """The same optics and scenes without any photometric or sensor effect: a pure optical rendering."""
@@ -165,6 +210,35 @@ class DualPixelRenderer:
             layers.append(torch.stack(images))
         return torch.stack(layers, dim=1)
 
+    def _focus_variety(self, scene: DualPixelScene, generator: torch.Generator) -> DualPixelScene:
+        """Scenes all in focus (``all_in_focus_prob``) or with the background in focus (``background_in_focus_prob``)."""
+        c = self.config
+        if c.all_in_focus_prob <= 0 and c.background_in_focus_prob <= 0:
+            return scene
+        B, device = scene.coc.shape[0], scene.coc.device
+        all_sharp = (_rand(generator, B) < c.all_in_focus_prob).to(device).view(B, 1, 1, 1, 1)
+        background = (_rand(generator, B) < c.background_in_focus_prob).to(device).view(B, 1, 1, 1)
+        coc = scene.coc.clone()
+        coc[:, 0] = torch.where(background, torch.zeros_like(coc[:, 0]), coc[:, 0])
+        coc = torch.where(all_sharp, torch.zeros_like(coc), coc)
+        return dataclasses.replace(scene, coc=coc)
+
+    def _render(
+        self, linear: torch.Tensor, alpha: torch.Tensor, coc: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """DP views with the fixed bank, or per sample with a drawn PSF family and DP masks."""
+        c = self.config
+        if not c.psf_families and c.split_softness_range is None and c.light_falloff_range is None:
+            return render_layers(linear, alpha, coc, self.bank)
+        views = []
+        for b in range(linear.shape[0]):
+            shape = sample_psf_shape(generator, c.psf_families) if c.psf_families else PSFShape("eq3")
+            softness = uniform(generator, *(c.split_softness_range or (c.split_softness,) * 2), 1).item()
+            falloff = uniform(generator, *(c.light_falloff_range or (c.light_falloff,) * 2), 1).item()
+            bank = FamilyPSFBank(shape, c.max_coc, c.coc_step, softness, falloff)
+            views.append(render_layers(linear[b : b + 1], alpha[b : b + 1], coc[b : b + 1], bank))
+        return torch.cat([v[0] for v in views]), torch.cat([v[1] for v in views])
+
     @torch.no_grad()
     def __call__(
         self, sharp: torch.Tensor, generator: torch.Generator, pool: torch.Tensor | None = None
@@ -182,16 +256,25 @@ class DualPixelRenderer:
         device, dtype = sharp.device, torch.float32
         sharp = sharp.to(dtype)
         pool = pool.to(device, dtype) if pool is not None else None
-        scene = self.sample_scene(B, H, W, g, device)
+        scene = self._focus_variety(self.sample_scene(B, H, W, g, device), g)
         # Layers no scene of the batch uses (alpha 0 everywhere) are dropped: the result is the same, only cheaper.
         used = int(scene.num_layers.max())
         alpha, layer_coc = scene.alpha[:, :used], scene.coc[:, :used]
         contents = self._layer_contents(sharp, pool, scene.alpha.shape[1], used, g)
+        grey = None
+        if c.grey_prob > 0:
+            grey = (_rand(g, B) < c.grey_prob).to(device).view(B, 1, 1, 1)
+            contents = torch.where(grey[:, None], contents.mean(dim=2, keepdim=True).expand_as(contents), contents)
 
         gamma = uniform(g, *c.gamma_range, B, device).view(B, 1, 1, 1)
         exposure = log_uniform(g, *c.exposure_range, B, device).view(B, 1, 1, 1)
         linear = contents.clamp(0, 1) ** gamma[:, None]
-        left, right = render_layers(linear, alpha, layer_coc, self.bank)
+        if c.highlight_prob > 0:
+            boosted = (_rand(g, B) < c.highlight_prob).to(device).view(B, 1, 1, 1, 1)
+            gain = log_uniform(g, *c.highlight_gain_range, B, device).view(B, 1, 1, 1, 1)
+            bright = ((contents.mean(dim=2, keepdim=True) - 0.85) / 0.1).clamp(0, 1)
+            linear = torch.where(boosted, linear * (1 + (gain - 1) * bright), linear)
+        left, right = self._render(linear, alpha, layer_coc, g)
         target = composite_sharp(linear, alpha)
 
         # Sensor: exposure, DP vignetting, noise on each view; the combined image is the photodiodes' mean.
@@ -204,10 +287,18 @@ class DualPixelRenderer:
         if c.noise_prob > 0:
             left = torch.where(noisy, poisson_gaussian_noise(left, shot, read, g), left)
             right = torch.where(noisy, poisson_gaussian_noise(right, shot, read, g), right)
+        if grey is not None:  # a grey scene's noise is grey too (as after a camera's chroma denoising)
+            left = torch.where(grey, left.mean(dim=1, keepdim=True).expand_as(left), left)
+            right = torch.where(grey, right.mean(dim=1, keepdim=True).expand_as(right), right)
         blurred = (left + right) / 2
 
+        tone = uniform(g, *c.tone_curve_range, B, device).view(B, 1, 1, 1) if c.tone_curve_range[1] > 0 else None
+
         def encode(image: torch.Tensor) -> torch.Tensor:
-            return image.clamp(0, 1) ** (1 / gamma)
+            encoded = image.clamp(0, 1) ** (1 / gamma)
+            if tone is None:
+                return encoded
+            return encoded + tone * (encoded * encoded * (3 - 2 * encoded) - encoded)  # towards smoothstep: an S-curve
 
         out = {
             "sharp": encode(target * exposure),

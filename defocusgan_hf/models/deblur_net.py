@@ -74,6 +74,9 @@ class DefocusDeblurNet(StrictConfigModel):
         max_coc: largest CoC radius in px that the guidance map may hold.
         stem_stride: stride of level 0 (a power of 2): the image enters by pixel unshuffle and leaves by pixel
             shuffle, both lossless. A scale's DGB starts at the level of its own stride (scale 1: level 0).
+        output_residual: ``"rgb"``, a residual per colour channel, or ``"luma"``, one residual added to all three
+            channels: the output's colour differences (R - G, B - G) are the input's, so grey stays exactly grey
+            and no false colour can appear (:func:`to_luma_residual` converts an RGB net).
     """
 
     @register_to_config
@@ -88,6 +91,7 @@ class DefocusDeblurNet(StrictConfigModel):
         mask_thresholds: tuple[float, ...] = (1.9, 4.2, 6.2),
         max_coc: float = 25.0,
         stem_stride: int = 2,
+        output_residual: str = "rgb",
     ):
         super().__init__()
         level_channels, branch_depths = tuple(level_channels), tuple(branch_depths)
@@ -102,6 +106,8 @@ class DefocusDeblurNet(StrictConfigModel):
             )
         if block_type not in ("rcab", "conv"):
             raise ValueError(f"`block_type` must be 'rcab' or 'conv', got {block_type!r}.")
+        if output_residual not in ("rgb", "luma"):
+            raise ValueError(f"`output_residual` must be 'rgb' or 'luma', got {output_residual!r}.")
         if stem_stride < 1 or stem_stride & (stem_stride - 1):
             raise ValueError(f"`stem_stride` must be a power of 2, got {stem_stride}.")
         stem_level = int(math.log2(stem_stride))
@@ -124,7 +130,8 @@ class DefocusDeblurNet(StrictConfigModel):
             self.scale_downs.append(conv1x1(level_channels[fine], level_channels[coarse]))
             self.image_heads.append(conv3x3(in_channels, level_channels[coarse]))
             self.scale_ups.append(conv1x1(level_channels[coarse], level_channels[fine]))
-        self.tail = conv3x3(level_channels[0], in_channels * stem_stride**2)
+        out_channels = 1 if output_residual == "luma" else in_channels
+        self.tail = conv3x3(level_channels[0], out_channels * stem_stride**2)
         nn.init.zeros_(self.tail.weight)  # starts as the identity: restored == input
         nn.init.zeros_(self.tail.bias)
 
@@ -172,7 +179,25 @@ class DefocusDeblurNet(StrictConfigModel):
             factor = 2 ** (self.first_levels[index + 1] - self.first_levels[index])
             up = F.interpolate(fused, scale_factor=float(factor), mode="bilinear", align_corners=False)
             fused = outputs[index] + self.scale_ups[index](up)
-        restored = (x + F.pixel_shuffle(self.tail(fused), stem)).clamp(0.0, 1.0)[..., :h, :w]
+        residual = F.pixel_shuffle(self.tail(fused), stem)  # (B, 3 or 1, H, W); a luma residual broadcasts
+        restored = (x + residual).clamp(0.0, 1.0)[..., :h, :w]
         if not return_dict:
             return (restored,)
         return DefocusDeblurNetOutput(sample=restored)
+
+
+def to_luma_residual(net: DefocusDeblurNet) -> DefocusDeblurNet:
+    """A copy of an ``output_residual="rgb"`` net whose residual is the mean of its three channel residuals
+    (the tail's filters averaged over colour), added to every channel: the same weights elsewhere."""
+    if net.config.output_residual == "luma":
+        return net
+    config = {k: v for k, v in net.config.items() if not k.startswith("_")}
+    luma = DefocusDeblurNet(**{**config, "output_residual": "luma"})
+    state = net.state_dict()
+    stem, channels = net.config.stem_stride, net.config.in_channels
+    # pixel_shuffle reads channel c * stem**2 + k as sub-pixel k of colour c: average over c for each k.
+    state["tail.weight"] = state["tail.weight"].view(channels, stem**2, *state["tail.weight"].shape[1:]).mean(0)
+    state["tail.bias"] = state["tail.bias"].view(channels, stem**2).mean(0)
+    luma.load_state_dict(state)
+    dtype = next(net.parameters()).dtype
+    return luma if dtype == torch.float32 else luma.to(dtype=dtype)

@@ -1,0 +1,137 @@
+"""PSF families and the varied synthetic engine (DualPixelConfig.varied)."""
+
+import math
+
+import pytest
+import torch
+
+from defocusgan_hf.data.psf_families import (
+    PSF_FAMILIES,
+    FamilyPSFBank,
+    PSFShape,
+    combined_psf,
+    sample_psf_shape,
+)
+from defocusgan_hf.data.render import render_layers
+from defocusgan_hf.data.synthetic import DualPixelConfig, DualPixelRenderer
+from defocusgan_hf.models.reblur import fft_convolve
+
+
+def _second_moment(kernel: torch.Tensor) -> float:
+    size = kernel.shape[-1]
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    r2 = x[None] ** 2 + x[:, None] ** 2
+    return float((kernel.double() * r2).sum())
+
+
+@pytest.mark.parametrize("family", PSF_FAMILIES)
+def test_each_family_is_normalised_centred_and_grows_with_radius(family):
+    shape = PSFShape(family, blades=5, rotation=0.3, rim=0.6, overlap=0.5)
+    small, large = combined_psf(3.0, shape), combined_psf(9.0, shape)
+    for kernel in (small, large):
+        assert kernel.min() >= 0 and math.isclose(float(kernel.sum()), 1.0, abs_tol=1e-5)
+        size = kernel.shape[-1]
+        x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+        centroid = (float((kernel.double().sum(0) * x).sum()), float((kernel.double().sum(1) * x).sum()))
+        assert abs(centroid[0]) < 0.05 and abs(centroid[1]) < 0.05  # no family shifts the image
+    assert _second_moment(large) > 4 * _second_moment(small)  # a CoC three times wider spreads light ~9x
+    assert torch.equal(combined_psf(0.0, shape).nonzero(), torch.tensor([[combined_psf(0.0, shape).shape[0] // 2] * 2]))
+
+
+def test_a_disc_of_radius_r_holds_its_light_inside_r():
+    kernel = combined_psf(6.0, PSFShape("disc", edge=0.0)).double()
+    size = kernel.shape[-1]
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    rho = torch.sqrt(x[None] ** 2 + x[:, None] ** 2)
+    assert float(kernel[rho > 6.8].sum()) < 1e-9
+    assert float(kernel[rho < 5].std()) < 1e-9  # uniform inside: a disc, not Eq. 3's Butterworth profile
+
+
+def test_polygon_reaches_the_radius_at_its_corners_only():
+    radius, blades, rotation = 12.0, 5, 0.4
+    kernel = combined_psf(radius, PSFShape("polygon", blades=blades, rotation=rotation, edge=0.0))
+    centre = (kernel.shape[-1] - 1) / 2
+
+    def value(angle: float, distance: float) -> float:
+        return float(kernel[round(centre + distance * math.sin(angle)), round(centre + distance * math.cos(angle))])
+
+    for k in range(blades):
+        corner = rotation + 2 * math.pi * k / blades
+        edge_middle = corner + math.pi / blades
+        assert value(corner, 0.92 * radius) > 0  # inside near a corner
+        assert value(edge_middle, 0.92 * radius) == 0  # outside: the edge is at cos(pi / 5) = 0.81 of the radius
+        assert value(edge_middle, 0.7 * radius) > 0
+
+
+def test_spherical_rim_brightens_the_edge_or_the_centre():
+    rim, soft = combined_psf(10.0, PSFShape("spherical", rim=0.8, edge=0.0)), combined_psf(10.0, PSFShape("spherical", rim=-0.8, edge=0.0))
+    c = rim.shape[-1] // 2
+    assert rim[c, c + 8] > rim[c, c] and soft[c, c + 8] < soft[c, c]
+
+
+def test_a_constant_radius_scene_blurs_as_its_psf_says():
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 64, 64, dtype=torch.float64)
+    for family in PSF_FAMILIES:
+        shape = PSFShape(family, blades=7, rotation=1.0)
+        bank = FamilyPSFBank(shape, max_coc=8, softness=0.2, falloff=0.3)
+        coc = torch.full((1, 1, 1, 64, 64), 5.0, dtype=torch.float64)
+        left, right = render_layers(image[:, None], torch.ones_like(coc), coc, bank)
+        expected = fft_convolve(image, combined_psf(5.0, shape).double()[None])[:, 0]
+        # each view is the PSF times a half-aperture mask; their mean is the family's combined PSF
+        assert torch.allclose((left + right) / 2, expected, atol=0.03), family
+        assert float((left - right).abs().mean()) > 1e-3  # the two views differ: there is a DP disparity
+
+
+def test_sampled_shapes_are_seeded_and_cover_the_families():
+    draws = [sample_psf_shape(torch.Generator().manual_seed(i)) for i in range(60)]
+    assert {d.family for d in draws} == set(PSF_FAMILIES)
+    again = [sample_psf_shape(torch.Generator().manual_seed(i)) for i in range(60)]
+    assert draws == again
+    with pytest.raises(ValueError, match="subset"):
+        sample_psf_shape(torch.Generator(), ("no_such_family",))
+
+
+def _render(config, seed=0, size=48, grey=False):
+    torch.manual_seed(123)
+    sharp = torch.rand(3, 3, size, size)
+    if grey:
+        sharp = sharp.mean(1, keepdim=True).expand(3, 3, size, size).contiguous()
+    return DualPixelRenderer(config)(sharp, torch.Generator().manual_seed(seed))
+
+
+def test_varied_engine_is_seeded():
+    config = DualPixelConfig.varied(max_coc=6)
+    a, b = _render(config, seed=4), _render(config, seed=4)
+    for key in a:
+        assert torch.equal(a[key], b[key])
+    assert not torch.equal(a["blurred"], _render(config, seed=5)["blurred"])
+
+
+def test_all_in_focus_scenes_have_nothing_to_undo():
+    config = DualPixelConfig.varied(max_coc=6, all_in_focus_prob=1.0).clean()
+    out = _render(config)
+    assert float(out["coc"].abs().max()) == 0
+    assert torch.allclose(out["blurred"], out["sharp"], atol=1e-5)
+
+
+def test_grey_scenes_stay_grey_through_the_engine():
+    config = DualPixelConfig.varied(max_coc=6, grey_prob=1.0, jpeg_prob=0.0)
+    out = _render(config)
+    for key in ("sharp", "blurred"):
+        spread = out[key].amax(1) - out[key].amin(1)
+        assert float(spread.max()) < 1e-5, key  # noise is drawn per channel only when the scene is not grey
+
+
+def test_highlights_become_bokeh_discs():
+    """A small light brighter than white in linear light blurs into a saturated disc, not a dim smudge."""
+    sharp = torch.full((1, 3, 64, 64), 0.2)
+    sharp[..., 30:34, 30:34] = 1.0
+    base = DualPixelConfig.varied(max_coc=8, num_layers=(2, 2), aperture_range=(40, 40), in_focus_prob=0.0).clean()
+    base = base.replace(background_in_focus_prob=0.0, all_in_focus_prob=0.0, grey_prob=0.0, tone_curve_range=(0, 0))
+    dim = DualPixelRenderer(base.replace(highlight_prob=0.0))(sharp, torch.Generator().manual_seed(1))
+    bright = DualPixelRenderer(base.replace(highlight_prob=1.0, highlight_gain_range=(8, 8)))(
+        sharp, torch.Generator().manual_seed(1)
+    )
+    assert float(bright["blurred"].amax()) > float(dim["blurred"].amax()) + 0.2
+    assert torch.equal(dim["sharp"], bright["sharp"])  # the target clips the light at white either way
