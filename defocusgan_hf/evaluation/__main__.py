@@ -44,6 +44,7 @@ from ..deconvolution import DEFAULT_RL_ITERATIONS, DEFAULT_WIENER_BALANCE
 from ..metrics import DEFAULT_COC_EDGES, get_protocol, parse_coc_edges
 from .datasets import open_dataset
 from .methods import BASELINES, build_methods
+from .real_report import add_real_args, run_real_evaluation
 from .reports import check_outputs, format_coc_range_table, format_table, write_outputs
 from .runner import evaluate_methods, load_lpips
 
@@ -53,12 +54,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="defocusgan-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add = parser.add_argument
-    add("--dataset", choices=["synthetic", "dpdd", "folder"], default="synthetic", help="What to evaluate on.")
+    add(
+        "--dataset",
+        choices=["synthetic", "dpdd", "folder", "real"],
+        default="synthetic",
+        help="What to evaluate on; 'real': real captures (scene folders or photos with blur masks, "
+        "defocusgan_hf/evaluation/real_report.py).",
+    )
     add(
         "--root",
         default="data/synthetic_val",
-        help="Validation-set folder (synthetic), DPDD root (dd_dp_dataset_canon or its parent), or a folder with "
-        "blurred/ and sharp/ (folder).",
+        help="Validation-set folder (synthetic), DPDD root (dd_dp_dataset_canon or its parent), a folder with "
+        "blurred/ and sharp/ (folder), or real captures: scene folders of blurred.png + sharp.png, or images/ + "
+        "blur_masks/ (real).",
     )
     add("--model", default=None, help="Pipeline folder or Hub id (or a DefocusDeblurNet folder) to evaluate.")
     add("--model_label", default=None, help="Row label of --model (default: 'DefocusGAN (<folder name>)').")
@@ -121,6 +129,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--output_dir", required=True, help="Folder for results.md, results.json and per_image.csv.")
     add("--overwrite", action="store_true", help="Replace existing output files.")
     add("--no_progress", action="store_true", help="No progress bar.")
+    add_real_args(parser)
     return parser.parse_args(argv)
 
 
@@ -138,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
+    if args.dataset == "real":
+        return _real_main(args, argv)
     try:
         check_outputs(args.output_dir, args.overwrite)
         protocol = get_protocol(args.protocol)
@@ -178,6 +189,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         "kernel_ablation": bool(args.kernel_ablation),
     }
     written = write_outputs(result, args.output_dir, table, info, overwrite=args.overwrite)
+    print("Wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def _real_main(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    info = {
+        "command": "python -m defocusgan_hf.evaluate " + shlex.join(sys.argv[1:] if argv is None else list(argv)),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "dataset": {"kind": "real", "root": str(args.root)},
+        "package_version": __version__,
+        "torch_version": torch.__version__,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+    }
+    try:
+        written = run_real_evaluation(args, info)
+    except (ValueError, OSError) as error:
+        print(f"defocusgan-eval: error: {error}", file=sys.stderr)
+        return 2
     print("Wrote " + ", ".join(str(p) for p in written))
     return 0
 

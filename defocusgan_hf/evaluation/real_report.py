@@ -1,0 +1,220 @@
+"""``defocusgan-eval --dataset real``: models on real captures (:mod:`.real_captures`), as a report.
+
+    defocusgan-eval --dataset real --root ../shared/real/dpdd_gif --model checkpoints/defocusgan-synthetic \\
+        --subset "held out=07,08,09,10,11,12,13" --output_dir eval/real_dpdd_gif
+    defocusgan-eval --dataset real --root ../shared/real/cuhk --max_images 40 --model ... --output_dir eval/real_cuhk
+
+Rows: the input itself, ``--model`` (and ``--extra_models``, ``--self_ensemble``), and each scene folder's reference
+outputs (e.g. DPDNet, which sees both DP views). Every block of the table names the set, its layout and the
+protocol. Outputs: ``results.md``, ``results.json``, ``per_image.csv`` and ``contact_sheet.png`` (input | the
+model's output | ground truth, full frame and the crop the model changes most, for the first
+``--contact_sheet_images`` images).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .real_captures import (
+    RealScene,
+    contact_sheet,
+    detect_layout,
+    evaluate_real,
+    load_masked_photos,
+    load_scenes,
+    reference_rows,
+    rows_as_dicts,
+    summarise,
+)
+
+REAL_OUTPUT_FILES = ("results.md", "results.json", "per_image.csv", "contact_sheet.png")
+PROTOCOL = (
+    "8-bit files read as float in [0, 1]; PSNR = skimage peak_signal_noise_ratio(data_range=1) per image, averaged; "
+    "SSIM = skimage structural_similarity(data_range=1, channel_axis=2); whole frames, no border crop"
+)
+
+
+def add_real_args(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--erosion", type=int, default=15, help="Real masked photos: px by which the in-focus mask is eroded.")
+    add(
+        "--subset",
+        action="append",
+        default=[],
+        help='Real scenes: an extra block over some scenes, "NAME=00,01,..." (repeatable), e.g. the scenes that '
+        "no checkpoint was chosen on.",
+    )
+    add("--extra_models", default=None, help="Real data: more rows, LABEL=PATH,LABEL=PATH (pipeline folders).")
+    add("--contact_sheet_images", type=int, default=8, help="Real data: images on the contact sheet (0: none).")
+
+
+def _restorer(source: str, tile_size: int | None, tile_overlap: int, device: str, self_ensemble: bool = False):
+    from .methods import load_deblur_pipeline
+
+    pipe = load_deblur_pipeline(source, device)
+
+    def restore(image: np.ndarray) -> np.ndarray:
+        out = pipe(image, tile_size=tile_size, tile_overlap=tile_overlap, output_type="np", self_ensemble=self_ensemble)
+        return out.images[0]
+
+    return restore
+
+
+def _identity(image: np.ndarray) -> np.ndarray:
+    return image
+
+
+def _parse_subsets(values: Sequence[str]) -> dict[str, list[str]]:
+    subsets = {}
+    for value in values:
+        name, sep, scenes = value.partition("=")
+        if not sep or not name.strip() or not scenes.strip():
+            raise ValueError(f'--subset must be "NAME=SCENE,SCENE,...", got {value!r}.')
+        subsets[name.strip()] = [s.strip() for s in scenes.split(",") if s.strip()]
+    return subsets
+
+
+def _fmt(value, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float) and not np.isfinite(value):
+        return "∞ (identical)"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def format_real_table(summaries: dict[str, dict[str, dict]], layout: str, root: str, erosion: int) -> str:
+    """Markdown: one block per subset; a row per method."""
+    lines = []
+    for subset, by_method in summaries.items():
+        if layout == "scenes":
+            lines += [
+                f"### Real scenes `{root}`: {subset}",
+                "",
+                f"Protocol: {PROTOCOL}. Sharp-in: each ground truth fed in, PSNR(output, input). Grey: each input "
+                "made grey (channel mean), the output's channel spread max_c − min_c in 8-bit levels.",
+                "",
+                "| Method | Images | PSNR ↑ | SSIM ↑ | Gain over input (dB) | Worse than input | Worst gain | "
+                "Sharp-in mean / min (dB) ↑ | Grey spread max / mean ↓ |",
+                "|---|---|---|---|---|---|---|---|---|",
+            ]
+            for label, s in by_method.items():
+                lines.append(
+                    f"| {label} | {s['images']} | {_fmt(s['psnr'])} | {_fmt(s['ssim'], 3)} | {_fmt(s['gain'])} | "
+                    f"{_fmt(s['worse'])} | {_fmt(s['worst_gain'])} | {_fmt(s['sharp_in'])} / {_fmt(s['sharp_in_min'])} | "
+                    f"{_fmt(s['grey_spread_max'], 1)} / {_fmt(s['grey_spread_mean'], 2)} |"
+                )
+        else:
+            lines += [
+                f"### Real photos with blur masks `{root}`: {subset}",
+                "",
+                f"In-focus fidelity: PSNR(output, input) over the mask's in-focus pixels, mask eroded by {erosion} px "
+                "(no ground truth exists). Grey: as for scenes.",
+                "",
+                "| Method | Images | In-focus PSNR mean / min (dB) ↑ | Grey spread max / mean ↓ |",
+                "|---|---|---|---|",
+            ]
+            for label, s in by_method.items():
+                lines.append(
+                    f"| {label} | {s['images']} | {_fmt(s['in_focus'])} / {_fmt(s['in_focus_min'])} | "
+                    f"{_fmt(s['grey_spread_max'], 1)} / {_fmt(s['grey_spread_mean'], 2)} |"
+                )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def run_real_evaluation(args: argparse.Namespace, info: dict) -> list[Path]:
+    """Evaluate, print the table and write the outputs; returns the written paths."""
+    output_dir = Path(args.output_dir)
+    paths = [output_dir / name for name in REAL_OUTPUT_FILES]
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not args.overwrite:
+        raise FileExistsError(f"Output file(s) {existing} already exist; pass --overwrite to replace them.")
+    layout = detect_layout(args.root)
+    if layout == "scenes":
+        scenes: list[RealScene] = load_scenes(args.root)[: args.max_images]
+        subsets = {"all scenes": [s.name for s in scenes], **_parse_subsets(args.subset)}
+    else:
+        if args.subset:
+            raise ValueError("--subset applies to scene folders, not to masked photos.")
+        scenes = load_masked_photos(args.root, args.max_images, erosion=args.erosion)
+        subsets = {f"first {len(scenes)} photos": [s.name for s in scenes]}
+    if args.model is None:
+        raise ValueError("--dataset real needs --model (a pipeline folder or Hub id).")
+    tile = args.tile_size or None
+    models = {
+        f"DefocusGAN ({Path(args.model).name})" if args.model_label is None else args.model_label: (args.model, False)
+    }
+    if args.self_ensemble:
+        models[f"{next(iter(models))} + x8 self-ensemble"] = (args.model, True)
+    for pair in (args.extra_models or "").split(","):
+        if pair.strip():
+            label, sep, path = pair.partition("=")
+            if not sep:
+                raise ValueError(f"--extra_models must be LABEL=PATH pairs, got {pair!r}.")
+            models[label.strip()] = (path.strip(), False)
+
+    rows_by_method = {"input": evaluate_real(_identity, scenes, sharp_in=False, grey=False)[0]}
+    first_outputs = None
+    for label, (source, ensemble) in models.items():
+        restore = _restorer(source, tile, args.tile_overlap, args.device, ensemble)
+        progress = None if args.no_progress else (lambda items, label=label: tqdm(items, desc=label))
+        rows, outputs = evaluate_real(restore, scenes, keep_outputs=first_outputs is None, progress=progress)
+        rows_by_method[label] = rows
+        first_outputs = outputs if first_outputs is None else first_outputs
+    if layout == "scenes":
+        rows_by_method.update({f"{key} (reference output)": rows for key, rows in reference_rows(scenes).items()})
+
+    summaries = {
+        subset: {label: summarise([r for r in rows if r.name in set(names)]) for label, rows in rows_by_method.items()}
+        for subset, names in subsets.items()
+    }
+    table = format_real_table(summaries, layout, args.root, args.erosion)
+    print(table)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    paths[0].write_text(table + f"\nCommand: `{info['command']}`\n")
+    payload = {
+        **info,
+        "layout": layout,
+        "protocol": PROTOCOL,
+        "erosion_px": args.erosion if layout == "masked_photos" else None,
+        "models": {label: source for label, (source, _) in models.items()},
+        "subsets": subsets,
+        "results": summaries,
+        "table_markdown": table,
+    }
+    paths[1].write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
+    with paths[2].open("w", newline="") as handle:
+        fields = [
+            "method",
+            "name",
+            "psnr",
+            "psnr_input",
+            "gain",
+            "ssim",
+            "sharp_in_psnr",
+            "in_focus_psnr",
+            "grey_spread_max",
+            "grey_spread_mean",
+        ]
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        for label, rows in rows_by_method.items():
+            for row in rows_as_dicts(rows):
+                writer.writerow({"method": label, **{k: row.get(k) for k in fields[1:]}})
+    written = paths[:3]
+    count = min(args.contact_sheet_images, len(scenes))
+    if count > 0:
+        written.append(contact_sheet(scenes[:count], first_outputs[:count], paths[3], label=next(iter(models))))
+    elif paths[3].exists():
+        paths[3].unlink()
+    return written
+
+
+__all__ = ["REAL_OUTPUT_FILES", "add_real_args", "format_real_table", "run_real_evaluation"]
