@@ -197,18 +197,14 @@ def save_json(path: str | None, payload: dict) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-# The generator's first layout (levels from full resolution, DGB depths 4/3/2 by scale), still loadable by config:
-# the comparison shows what the stride-2 stem and the deeper coarse DGBs changed.
-FULL_RESOLUTION_LAYOUT = {"stem_stride": 1, "levels_per_scale": (4, 3, 2)}
-
-
 def build_model(name: str) -> torch.nn.Module:
+    """``generator`` (the default, "lean"), ``generator_<preset>`` (GENERATOR_PRESETS) or ``plain_unet``."""
     from defocusgan_hf.models import DefocusDeblurNet
 
     if name == "generator":
         return DefocusDeblurNet().eval()
-    if name == "generator_stem1":
-        return DefocusDeblurNet(**FULL_RESOLUTION_LAYOUT).eval()
+    if name.startswith("generator_"):
+        return DefocusDeblurNet.from_preset(name.removeprefix("generator_")).eval()
     sys.path.insert(0, str(HERE))
     from plain_unet import matched_plain_unet
 
@@ -274,7 +270,9 @@ def worker(config: dict, threads: int) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-COMPARED = ("generator", "generator_stem1", "plain_unet")
+# The presets of models/deblur_net.py: ours ("lean", the default), the first layout ("full_res": the same channels
+# from full resolution), 16 channels at full resolution, and the released code's 64 channels throughout ("paper").
+COMPARED = ("generator", "generator_full_res", "generator_full_res16", "generator_paper", "plain_unet")
 
 
 def configurations(large_repeats: int = 1, compare_only: bool = False) -> list[dict]:
@@ -380,8 +378,10 @@ def main() -> None:
     dpdd_gmacs = gmacs(built["generator"], torch.rand(1, 3, 1120, 1680))
     unet = built["plain_unet"]
     labels = {
-        "generator": "DefocusGAN generator (default)",
-        "generator_stem1": "same, first layout (stem_stride=1, DGB levels 4/3/2)",
+        "generator": "DefocusGAN generator (default, preset lean)",
+        "generator_full_res": "preset full_res (first layout: stem_stride=1, DGB levels 4/3/2)",
+        "generator_full_res16": "preset full_res16 (16 channels at full resolution)",
+        "generator_paper": "preset paper (64 channels throughout, released code)",
         "plain_unet": f"plain U-Net (base {unet.encoders[0][0].out_channels}, depth 4)",
     }
     keys = ("params", "gmacs", "seconds", "delta_peak_mb")
@@ -391,7 +391,7 @@ def main() -> None:
         for name, c in comparison.items()
     ]
     u = comparison["plain_unet"]
-    for name in ("generator", "generator_stem1"):
+    for name in COMPARED[:-1]:
         rows.append([f"ratio {name} / U-Net", *(f"{comparison[name][k] / u[k]:.2f}" for k in keys)])
     print()
     print(

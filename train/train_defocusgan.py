@@ -42,7 +42,7 @@ from defocusgan_hf.models import (
     PatchDiscriminator,
     guidance_weight_at,
 )
-from defocusgan_hf.models.deblur_net import to_luma_residual
+from defocusgan_hf.models.deblur_net import GENERATOR_PRESETS, to_luma_residual
 from defocusgan_hf.models.vgg import VGG19Features
 from defocusgan_hf.pipelines import DefocusDeblurPipeline
 
@@ -54,6 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     tu.add_common_args(parser, default_output_dir="runs/defocusgan", default_lr=2e-4)
     add = parser.add_argument
     add("--model_config", default=None, help="JSON file or string of DefocusDeblurNet config overrides (e.g. a tiny net).")
+    add("--generator_preset", default="lean", choices=sorted(GENERATOR_PRESETS),
+        help="Layout of a new generator (models/deblur_net.py GENERATOR_PRESETS; 'paper' is the released code's "
+        "64-channel, full-resolution one, 'lean' ours); --model_config overrides apply on top.")
     add("--lr_halving_steps", type=int, default=0, help="Halve the learning rate every N steps (paper: every 30 epochs).")
     add("--lambda_content", type=float, default=1.0, help="Weight of the L1 content loss (paper: 1).")
     add("--lambda_perceptual", type=float, default=0.012, help="α, weight of the VGG19 conv3_3 loss (paper: 0.012).")
@@ -103,7 +106,7 @@ def build_generator(args) -> DefocusDeblurNet:
         config["block_type"] = "conv"
     if args.single_scale:
         config.update(scales=(1,), levels_per_scale=(config.get("levels_per_scale", (4,))[0],))
-    return DefocusDeblurNet(**config)
+    return DefocusDeblurNet.from_preset(args.generator_preset, **config)
 
 
 def fft_amplitude_loss(restored: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:

@@ -49,6 +49,20 @@ def defocus_masks(coc: torch.Tensor, thresholds: tuple[float, ...]) -> torch.Ten
     return F.one_hot(index[:, 0], len(thresholds) + 1).permute(0, 3, 1, 2).to(coc.dtype)
 
 
+GENERATOR_PRESETS: dict[str, dict] = {
+    # ours, the default: stride-2 stem, nothing learned at full resolution, 4.69M parameters, 6.7 GMACs at 512²
+    "lean": {},
+    # the first layout: the same channels from full resolution (8 there), DGB levels 4/3/2, 4.69M, 25.9 GMACs
+    "full_res": {"stem_stride": 1, "levels_per_scale": (4, 3, 2)},
+    # wider at full resolution: 16 channels there, 7.0M parameters, 79 GMACs
+    "full_res16": {"stem_stride": 1, "levels_per_scale": (4, 3, 2), "level_channels": (16, 24, 48, 96, 128)},
+    # the paper's released code: 64 channels throughout from full resolution, 5.0M parameters, 369 GMACs
+    "paper": {"stem_stride": 1, "levels_per_scale": (4, 3, 2), "level_channels": (64, 64, 64, 64, 64)},
+}
+"""Named generator configurations (``DefocusDeblurNet.from_preset``); parameters and GMACs at 512x512 from
+``python benchmarks/bench_generator.py --compare_only``."""
+
+
 def guidance_weight_at(step: int, anneal_steps: float = 2e4) -> float:
     """The released code's annealing of the mask weight: ``w = exp(-(2 * step / anneal_steps) ** 2)``.
 
@@ -134,6 +148,13 @@ class DefocusDeblurNet(StrictConfigModel):
         self.tail = conv3x3(level_channels[0], out_channels * stem_stride**2)
         nn.init.zeros_(self.tail.weight)  # starts as the identity: restored == input
         nn.init.zeros_(self.tail.bias)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> DefocusDeblurNet:
+        """A new, untrained generator of a :data:`GENERATOR_PRESETS` layout (``overrides`` change its config)."""
+        if name not in GENERATOR_PRESETS:
+            raise ValueError(f"Unknown generator preset {name!r}; choose from {sorted(GENERATOR_PRESETS)}.")
+        return cls(**{**GENERATOR_PRESETS[name], **overrides})
 
     def guidance_gates(self, coc: torch.Tensor | None, guidance_weight: float) -> torch.Tensor | None:
         """``(B, 4, H, W)`` gates ``mask * w + (1 - w)``, or ``None`` when there is no guidance (w = 0 or no map)."""
