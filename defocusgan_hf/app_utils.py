@@ -1,5 +1,5 @@
 """What the Gradio app (``app.py``) does besides calling the pipeline, without Gradio: CPU threads, downscaling of
-large uploads, previews, file names and the status lines. Tested through the app (tests/test_app.py)."""
+large uploads, previews, file names and the status lines. Tested through the app (tests/app/test_app.py)."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def safe_stem(path: str) -> str:
 
 
 def tiles_text(size: tuple[int, int], tile_size: int, tile_overlap: int, per: str = "") -> str:
-    """"6 tiles of ≤640 px, 2 CPU threads" for an image of ``size`` (width, height)."""
+    """ "6 tiles of ≤640 px, 2 CPU threads" for an image of ``size`` (width, height)."""
     tiles = count_tiles(size[1], size[0], tile_size, tile_overlap)
     threads = torch.get_num_threads()
     return (

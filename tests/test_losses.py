@@ -89,8 +89,16 @@ def test_search_term_pulls_the_map_to_the_searched_radius_and_leaves_the_kernel_
     sharp = torch.rand(1, 3, 32, 32)
     blurred = reblur(sharp, torch.full((1, 1, 32, 32), 4.0), module()).detach()
     coc = torch.full((1, 1, 32, 32), -1.0, requires_grad=True)  # the sign is free: the term compares |coc|
-    total, parts = defocus_map_loss(sharp, blurred, coc, module(), smoothness_weight=0.0, reblur_weight=0.0,
-                                    search_weight=2.0, search_window_sigma=2.0)
+    total, parts = defocus_map_loss(
+        sharp,
+        blurred,
+        coc,
+        module(),
+        smoothness_weight=0.0,
+        reblur_weight=0.0,
+        search_weight=2.0,
+        search_window_sigma=2.0,
+    )
     assert parts["search"].item() == pytest.approx(3.0, abs=0.15)
     assert total.item() == pytest.approx(2.0 * parts["search"].item())
     total.backward()

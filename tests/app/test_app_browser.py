@@ -4,7 +4,7 @@ browser) loads the page, uploads an example, presses "Deblur", waits for the res
 Skipped when /usr/bin/chromium or Playwright is missing (.ci/run installs both).
 
 Also a script, to refresh the screenshot in the docs with the model the app would load:
-    python tests/test_app_browser.py docs/images/app_screenshot.png
+    python tests/app/test_app_browser.py docs/images/app_screenshot.png
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "coffee_defocused.jpg"
 TIMEOUT_MS = 120_000
 

@@ -82,7 +82,9 @@ def test_tiled_inference_covers_large_images_seamlessly():
     pipe = tiny_pipeline(with_defocus_net=False)
     pipe.deblur_net.eval()
     image = np.random.default_rng(1).random((150, 170, 3), dtype=np.float32)
-    local = DefocusDeblurPipeline(deblur_net=DefocusDeblurNet(level_channels=(4, 4, 4, 4, 4), branch_depths=(0, 0, 0, 0)))
+    local = DefocusDeblurPipeline(
+        deblur_net=DefocusDeblurNet(level_channels=(4, 4, 4, 4, 4), branch_depths=(0, 0, 0, 0))
+    )
     local.set_progress_bar_config(disable=True)
     torch.nn.init.normal_(local.deblur_net.tail.weight, std=0.05)
     local.deblur_net.eval()
@@ -139,7 +141,10 @@ def test_save_load_round_trip(tmp_path, pipe, image):
     index = json.loads((tmp_path / "model_index.json").read_text())
     assert index["deblur_net"] == ["defocusgan_hf.models.deblur_net", "DefocusDeblurNet"]
     for sub in ("deblur_net", "defocus_net"):
-        assert sorted(p.name for p in (tmp_path / sub).iterdir()) == ["config.json", "diffusion_pytorch_model.safetensors"]
+        assert sorted(p.name for p in (tmp_path / sub).iterdir()) == [
+            "config.json",
+            "diffusion_pytorch_model.safetensors",
+        ]
     loaded = DefocusDeblurPipeline.from_pretrained(tmp_path)
     loaded.set_progress_bar_config(disable=True)
     assert torch.equal(loaded(image, output_type="pt").images, pipe(image, output_type="pt").images)

@@ -1,4 +1,3 @@
-
 """Tests of defocusgan_hf.image_io: validated loading, conversions, 16-bit files, safe saving, defocus maps."""
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # minutes of CPU (training subprocesses) or the shipped checkpoints; CI runs them
+ROOT = Path(__file__).resolve().parents[2]
 TINY_GENERATOR = '{"level_channels": [4, 4, 8, 8, 8], "branch_depths": [0, 1, 1, 1]}'
 TINY_DEFOCUS = '{"level_channels": [4, 8, 8], "branch_depths": [1, 1]}'
 COMMON = ["--resolution", "32", "--train_batch_size", "2", "--logging_steps", "1", "--num_threads", "1", "--seed", "3"]
@@ -58,7 +59,9 @@ def test_defocusgan_resume_continues_with_the_same_losses(tmp_path, valset):
     assert list((out / "validation").glob("step-*.png"))
 
     (out / "train_log.jsonl").unlink()
-    launch("train_defocusgan.py", [*args, "--resume_from_checkpoint", str(out / "checkpoint-2"), "--save_dtype", "fp16"])
+    launch(
+        "train_defocusgan.py", [*args, "--resume_from_checkpoint", str(out / "checkpoint-2"), "--save_dtype", "fp16"]
+    )
     resumed = read_log(out)
     # --save_dtype fp16: half-size weight files that load as an fp32 model.
     from safetensors import safe_open
@@ -71,7 +74,9 @@ def test_defocusgan_resume_continues_with_the_same_losses(tmp_path, valset):
     assert sorted(resumed) == [3, 4]
     for step in (3, 4):
         assert resumed[step]["loss/total"] == pytest.approx(first[step]["loss/total"], rel=1e-5, abs=1e-7)
-        assert resumed[step]["critic/wasserstein"] == pytest.approx(first[step]["critic/wasserstein"], rel=1e-4, abs=1e-6)
+        assert resumed[step]["critic/wasserstein"] == pytest.approx(
+            first[step]["critic/wasserstein"], rel=1e-4, abs=1e-6
+        )
 
 
 def test_time_budget_makes_the_current_step_the_last(tmp_path, valset):
@@ -162,7 +167,9 @@ def test_defocus_map_schedule_resume_and_outputs(tmp_path, valset):
     assert sorted(read_log(out)) == [5]
     exported = DualPixelDefocusNet.from_pretrained(out / "defocus_net").state_dict()
     raw = DualPixelDefocusNet.from_pretrained(out / "checkpoint-5" / "defocus_net").state_dict()
-    assert any(not torch.equal(exported[k], raw[k]) for k in raw)  # --use_ema: the export is the average, not the last step
+    assert any(
+        not torch.equal(exported[k], raw[k]) for k in raw
+    )  # --use_ema: the export is the average, not the last step
 
     # --init_from continues from the net *and* the kernel it learnt (net-only steps leave the kernel as loaded).
     again = tmp_path / "map-continued"

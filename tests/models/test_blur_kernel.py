@@ -28,7 +28,7 @@ def test_butterworth_kernel_is_a_high_pass_disc():
     kernel = butterworth_disc_kernel(10.0, size)
     c = size // 2
     assert kernel[c, c] < 0.5 * kernel[c, c + 8]
-    assert kernel[c, c + 14:].sum() < 1e-4
+    assert kernel[c, c + 14 :].sum() < 1e-4
 
 
 def test_kernel_spread_grows_with_radius():

@@ -11,7 +11,8 @@ from defocusgan_hf.data.validation_set import ValidationSet
 from defocusgan_hf.metrics import psnr
 from defocusgan_hf.pipelines import DefocusDeblurPipeline
 
-ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # minutes of CPU (training subprocesses) or the shipped checkpoints; CI runs them
+ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "checkpoints" / "defocusgan-synthetic"
 
 
