@@ -62,7 +62,9 @@ class DefocusDeblurPipeline(DiffusionPipeline):
     ):
         super().__init__()
         if deblur_net is None and defocus_net is None:
-            raise TypeError("`deblur_net` must be a DefocusDeblurNet (or None in a map-only pipeline with `defocus_net`).")
+            raise TypeError(
+                "`deblur_net` must be a DefocusDeblurNet (or None in a map-only pipeline with `defocus_net`)."
+            )
         if deblur_net is not None and not isinstance(deblur_net, DefocusDeblurNet):
             raise TypeError(f"`deblur_net` must be a DefocusDeblurNet or None, got {type(deblur_net).__name__}.")
         if defocus_net is not None and not isinstance(defocus_net, DualPixelDefocusNet):
@@ -114,7 +116,9 @@ class DefocusDeblurPipeline(DiffusionPipeline):
         bar, step = self._progress(tiles)
         try:
             outputs = [
-                tiled_apply(fn, tuple(t[i : i + 1] for t in inputs), out_channels, tile_size, tile_overlap, self.device, step)
+                tiled_apply(
+                    fn, tuple(t[i : i + 1] for t in inputs), out_channels, tile_size, tile_overlap, self.device, step
+                )
                 for i in range(B)
             ]
         finally:

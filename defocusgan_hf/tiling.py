@@ -33,7 +33,9 @@ def _ramp(length: int, overlap: int, fade_start: bool, fade_end: bool, dtype, de
     return weight
 
 
-def iter_tiles(height: int, width: int, tile: int, overlap: int) -> Iterator[tuple[slice, slice, bool, bool, bool, bool]]:
+def iter_tiles(
+    height: int, width: int, tile: int, overlap: int
+) -> Iterator[tuple[slice, slice, bool, bool, bool, bool]]:
     ys, xs = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
     for iy, y in enumerate(ys):
         for ix, x in enumerate(xs):

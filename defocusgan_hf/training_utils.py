@@ -30,18 +30,39 @@ def add_common_args(parser: argparse.ArgumentParser, default_output_dir: str, de
     """The flags both stages spell the same way (diffusers' examples conventions)."""
     add = parser.add_argument
     add("--output_dir", default=default_output_dir, help="Where checkpoints, logs and the final pipeline folder go.")
-    add("--init_from", default=None, help="Pipeline folder or Hub id whose weights start this run (training accumulates across sessions).")
-    add("--dataset", default="synthetic", choices=["synthetic", "dpdd"], help="Training data: the synthetic DP engine or DPDD.")
+    add(
+        "--init_from",
+        default=None,
+        help="Pipeline folder or Hub id whose weights start this run (training accumulates across sessions).",
+    )
+    add(
+        "--dataset",
+        default="synthetic",
+        choices=["synthetic", "dpdd"],
+        help="Training data: the synthetic DP engine or DPDD.",
+    )
     add("--dpdd_root", default=None, help="Path of dd_dp_dataset_canon/ (with --dataset dpdd).")
-    add("--image_dir", default=None, help="Extra folder of sharp images for the synthetic engine (besides the built-in sources).")
-    add("--validation_dir", default="data/synthetic_val", help="Fixed validation set written by defocusgan-make-valset (empty string: no validation).")
+    add(
+        "--image_dir",
+        default=None,
+        help="Extra folder of sharp images for the synthetic engine (besides the built-in sources).",
+    )
+    add(
+        "--validation_dir",
+        default="data/synthetic_val",
+        help="Fixed validation set written by defocusgan-make-valset (empty string: no validation).",
+    )
     add("--num_validation_samples", type=int, default=8, help="How many validation samples each validation uses.")
     add("--resolution", type=int, default=512, help="Training crop size in pixels (paper: 512).")
     add("--train_batch_size", type=int, default=4, help="Batch size per process (paper: 4).")
     add("--max_train_steps", type=int, default=100_000, help="Total optimisation steps.")
-    add("--max_train_minutes", type=float, default=None,
+    add(
+        "--max_train_minutes",
+        type=float,
+        default=None,
         help="Wall-clock budget of this run, minutes from its first step: the step that passes it becomes the last "
-        "(logged, checkpointed, validated, exported as at --max_train_steps). For lent GPUs and sessions that end.")
+        "(logged, checkpointed, validated, exported as at --max_train_steps). For lent GPUs and sessions that end.",
+    )
     add("--learning_rate", type=float, default=default_lr, help="Adam learning rate.")
     add("--adam_beta1", type=float, default=0.9)
     add("--adam_beta2", type=float, default=0.999)
@@ -56,14 +77,20 @@ def add_common_args(parser: argparse.ArgumentParser, default_output_dir: str, de
     add("--checkpoints_total_limit", type=int, default=3, help="Keep at most this many checkpoint-N folders.")
     add("--resume_from_checkpoint", default=None, help='A checkpoint-N folder, or "latest".')
     add("--validation_steps", type=int, default=1000, help="Validate (metrics + images) every N steps.")
-    add("--save_dtype", default="fp32", choices=["fp32", "fp16"],
-        help="Precision of the final exported networks (from_pretrained upcasts to fp32): fp16 halves the files.")
+    add(
+        "--save_dtype",
+        default="fp32",
+        choices=["fp32", "fp16"],
+        help="Precision of the final exported networks (from_pretrained upcasts to fp32): fp16 halves the files.",
+    )
     add("--push_to_hub", action="store_true", help="Push the final pipeline folder and its model card to the Hub.")
     add("--hub_model_id", default=None, help="Hub repo id for --push_to_hub.")
     add("--seed", type=int, default=0, help="Seed of the model init and of the data stream.")
     add("--dataloader_num_workers", type=int, default=0)
     add("--num_threads", type=int, default=None, help="torch CPU threads per process (default: torch's choice).")
-    add("--use_ema", action="store_true", help="Keep an EMA of the trained net's weights; validation and export use it.")
+    add(
+        "--use_ema", action="store_true", help="Keep an EMA of the trained net's weights; validation and export use it."
+    )
     add("--ema_decay", type=float, default=0.999)
 
 
@@ -79,7 +106,9 @@ def make_ema(args: argparse.Namespace, accelerator: Accelerator, model: torch.nn
     from diffusers.training_utils import EMAModel
 
     unwrapped = accelerator.unwrap_model(model)
-    ema = EMAModel(unwrapped.parameters(), decay=args.ema_decay, model_cls=type(unwrapped), model_config=unwrapped.config)
+    ema = EMAModel(
+        unwrapped.parameters(), decay=args.ema_decay, model_cls=type(unwrapped), model_config=unwrapped.config
+    )
     ema.to(accelerator.device)
     accelerator.register_for_checkpointing(ema)
     return ema
@@ -284,10 +313,17 @@ def validation_samples(args: argparse.Namespace) -> list[dict]:
 
 def step_loader(dataset: Dataset, args: argparse.Namespace, accelerator: Accelerator, start_step: int) -> DataLoader:
     sampler = StepSampler(
-        start_step, args.train_batch_size, accelerator.process_index, accelerator.num_processes, args.gradient_accumulation_steps
+        start_step,
+        args.train_batch_size,
+        accelerator.process_index,
+        accelerator.num_processes,
+        args.gradient_accumulation_steps,
     )
     return DataLoader(
-        dataset, batch_sampler=sampler, num_workers=args.dataloader_num_workers, persistent_workers=args.dataloader_num_workers > 0
+        dataset,
+        batch_sampler=sampler,
+        num_workers=args.dataloader_num_workers,
+        persistent_workers=args.dataloader_num_workers > 0,
     )
 
 
@@ -342,7 +378,9 @@ def write_model_card(
         tags=["defocus-deblurring", "dual-pixel", "image-restoration", *tags],
         base_model=base_model,
     )
-    lines = "\n".join(f"| {k} | {v:.4g} |" for k, v in metrics.items() if isinstance(v, int | float) and math.isfinite(v))
+    lines = "\n".join(
+        f"| {k} | {v:.4g} |" for k, v in metrics.items() if isinstance(v, int | float) and math.isfinite(v)
+    )
     content = (
         f"---\n{card_data.to_yaml()}\n---\n\n# {title}\n\n{description}\n\n"
         f"## Validation metrics\n\n| metric | value |\n|---|---|\n{lines}\n\n"

@@ -43,24 +43,50 @@ def parse_args(argv=None) -> argparse.Namespace:
     tu.add_common_args(parser, default_output_dir="runs/defocus-map", default_lr=2e-5)
     add = parser.add_argument
     add("--model_config", default=None, help="JSON file or string of DualPixelDefocusNet config overrides.")
-    add("--kernel", default="learnable", choices=["learnable", "butterworth", "gaussian"], help="Table 5's kernel variant.")
-    add("--kernel_mode", default="shared", choices=["shared", "bank"], help="One shared learnable shape, or a per-radius bank.")
+    add(
+        "--kernel",
+        default="learnable",
+        choices=["learnable", "butterworth", "gaussian"],
+        help="Table 5's kernel variant.",
+    )
+    add(
+        "--kernel_mode",
+        default="shared",
+        choices=["shared", "bank"],
+        help="One shared learnable shape, or a per-radius bank.",
+    )
     add("--kernel_learning_rate", type=float, default=None, help="Kernel lr (default: --learning_rate).")
     add("--net_only_steps", type=int, default=10_000, help="Steps of net-only training first (paper: 10 epochs).")
     add("--alternate_steps", type=int, default=5_000, help="Length of each kernel / net block (paper: 5 epochs).")
     add("--alternate_until_steps", type=int, default=30_000, help="Alternation ends here (paper: 30 epochs).")
     add("--lambda_reblur", type=float, default=1.0, help="Weight of the L1 reblur loss (released code: 1000).")
     add("--lambda_smooth", type=float, default=1e-5, help="λ of the gradient prior (paper: 1e-5).")
-    add("--smoothness_start_step", type=int, default=3000, help="The prior is off before this step (released code: 3000).")
-    add("--lambda_search", type=float, default=0.0,
+    add(
+        "--smoothness_start_step",
+        type=int,
+        default=3000,
+        help="The prior is off before this step (released code: 3000).",
+    )
+    add(
+        "--lambda_search",
+        type=float,
+        default=0.0,
         help="Weight of the L1 (per px) to the per-pixel exhaustive search of the reblur loss (not in the paper; "
-        "no ground truth either; see losses.defocus_map_loss). 0 = the paper's objective.")
+        "no ground truth either; see losses.defocus_map_loss). 0 = the paper's objective.",
+    )
     add("--search_window_sigma", type=float, default=8.0, help="Averaging window of that search, pixels.")
-    add("--search_dp_views", action="store_true",
+    add(
+        "--search_dp_views",
+        action="store_true",
         help="Search against the two DP views with half-aperture kernels (signed target: the side of focus too) "
-        "instead of the combined image (|CoC| only).")
+        "instead of the combined image (|CoC| only).",
+    )
     add("--max_coc", type=float, default=25.0, help="Largest CoC radius in pixels (paper: 25).")
-    add("--clean_data", action="store_true", help="Synthetic data without noise, JPEG, vignetting, gamma/exposure change.")
+    add(
+        "--clean_data",
+        action="store_true",
+        help="Synthetic data without noise, JPEG, vignetting, gamma/exposure change.",
+    )
     return parser.parse_args(argv)
 
 
@@ -80,7 +106,9 @@ def kernel_figure(kernels: torch.Tensor, path: Path, radii=(1, 3, 6, 10, 15, 25)
     import matplotlib.pyplot as plt
 
     radii = [r for r in radii if r < kernels.shape[1]]
-    fig, axes = plt.subplots(kernels.shape[0], len(radii), figsize=(1.8 * len(radii), 2 * kernels.shape[0]), squeeze=False)
+    fig, axes = plt.subplots(
+        kernels.shape[0], len(radii), figsize=(1.8 * len(radii), 2 * kernels.shape[0]), squeeze=False
+    )
     for side in range(kernels.shape[0]):
         for col, r in enumerate(radii):
             ax = axes[side][col]
@@ -207,7 +235,9 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         accelerator.load_state(str(resume))
         start_step = tu.checkpoint_step(resume)
     if accelerator.is_main_process:
-        accelerator.init_trackers("defocus_map", config={k: v for k, v in vars(args).items() if isinstance(v, int | float | str | bool)})
+        accelerator.init_trackers(
+            "defocus_map", config={k: v for k, v in vars(args).items() if isinstance(v, int | float | str | bool)}
+        )
 
     config = DualPixelConfig(max_coc=args.max_coc)
     renderer = DualPixelRenderer(config.clean() if args.clean_data else config)
@@ -215,8 +245,13 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     validation = tu.validation_samples(args)
     search_cache = SearchMAECache()
 
-    progress = tqdm(range(start_step, args.max_train_steps), initial=start_step, total=args.max_train_steps,
-                    disable=not accelerator.is_local_main_process, desc="steps")
+    progress = tqdm(
+        range(start_step, args.max_train_steps),
+        initial=start_step,
+        total=args.max_train_steps,
+        disable=not accelerator.is_local_main_process,
+        desc="steps",
+    )
     history: dict[str, float] = {}
     step, started = start_step, time.time()
     budget = tu.TimeBudget(args.max_train_minutes, accelerator)
@@ -236,8 +271,13 @@ def main(args: argparse.Namespace) -> dict[str, float]:
                 with torch.set_grad_enabled(phase == "kernel"):
                     kernels = kernel()
                 loss, parts = defocus_map_loss(
-                    batch["sharp"], batch["blurred"], coc, kernels, smoothness_weight=smooth,
-                    reblur_weight=args.lambda_reblur, search_weight=args.lambda_search,
+                    batch["sharp"],
+                    batch["blurred"],
+                    coc,
+                    kernels,
+                    smoothness_weight=smooth,
+                    reblur_weight=args.lambda_reblur,
+                    search_weight=args.lambda_search,
                     search_window_sigma=args.search_window_sigma,
                     search_views=(batch["left"], batch["right"]) if args.search_dp_views else None,
                 )
@@ -254,14 +294,22 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         if budget.spent():  # this step becomes the last: logged, checkpointed, validated and exported below
             args.max_train_steps = step
         progress.set_postfix(loss=f"{float(loss):.4f}", phase=phase)
-        logs = {"loss/total": float(loss), **{f"loss/{k}": float(v) for k, v in parts.items()}, "phase_kernel": float(phase == "kernel")}
+        logs = {
+            "loss/total": float(loss),
+            **{f"loss/{k}": float(v) for k, v in parts.items()},
+            "phase_kernel": float(phase == "kernel"),
+        }
         if step % args.logging_steps == 0 or step == args.max_train_steps:
             logs["steps_per_second"] = (step - start_step) / max(time.time() - started, 1e-9)
             tu.log_jsonl(accelerator, args, logs, step)
             logger.info(f"step {step} ({phase}): " + ", ".join(f"{k}={v:.5g}" for k, v in logs.items()))
         if step % args.checkpointing_steps == 0 or step == args.max_train_steps:
             tu.save_checkpoint(accelerator, args, step)
-        if accelerator.is_main_process and validation and (step % args.validation_steps == 0 or step == args.max_train_steps):
+        if (
+            accelerator.is_main_process
+            and validation
+            and (step % args.validation_steps == 0 or step == args.max_train_steps)
+        ):
             with tu.ema_weights(ema, accelerator.unwrap_model(net)):
                 history = log_validation(net, kernel, args, accelerator, step, validation, search_cache)
             tu.log_jsonl(accelerator, args, history, step)
@@ -289,7 +337,9 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         if args.push_to_hub:
             from huggingface_hub import upload_folder
 
-            upload_folder(repo_id=args.hub_model_id, folder_path=str(out / "defocus_net"), commit_message=f"step {step}")
+            upload_folder(
+                repo_id=args.hub_model_id, folder_path=str(out / "defocus_net"), commit_message=f"step {step}"
+            )
     accelerator.end_training()
     return history
 

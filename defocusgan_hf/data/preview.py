@@ -32,9 +32,7 @@ def preview_figure(
 
     estimates = estimates or {}
     rows, columns = len(samples), 5 + len(estimates)
-    figure = Figure(
-        figsize=(panel_inches * columns + 0.9, panel_inches * rows + 0.35), dpi=100, layout="constrained"
-    )
+    figure = Figure(figsize=(panel_inches * columns + 0.9, panel_inches * rows + 0.35), dpi=100, layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False)
     mappable = None
     for row, sample in enumerate(samples):

@@ -23,7 +23,11 @@ class ChannelAttention(nn.Module):
         super().__init__()
         hidden = max(channels // reduction, 4)
         self.gate = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), conv1x1(channels, hidden), nn.ReLU(inplace=True), conv1x1(hidden, channels), nn.Sigmoid()
+            nn.AdaptiveAvgPool2d(1),
+            conv1x1(channels, hidden),
+            nn.ReLU(inplace=True),
+            conv1x1(hidden, channels),
+            nn.Sigmoid(),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -91,7 +91,9 @@ def reblur(
     if kernels.dim() != 4 or kernels.shape[0] not in (1, 2):
         raise ValueError(f"`kernels` must be (S, R+1, K, K) with S in (1, 2), got {tuple(kernels.shape)}.")
     if sharp.dim() != 4 or coc.dim() != 4 or coc.shape[1] != 1:
-        raise ValueError(f"Expected sharp (B, C, H, W) and coc (B, 1, H, W), got {tuple(sharp.shape)}, {tuple(coc.shape)}.")
+        raise ValueError(
+            f"Expected sharp (B, C, H, W) and coc (B, 1, H, W), got {tuple(sharp.shape)}, {tuple(coc.shape)}."
+        )
     if sharp.shape[0] != coc.shape[0] or sharp.shape[-2:] != coc.shape[-2:]:
         raise ValueError(f"`sharp` {tuple(sharp.shape)} and `coc` {tuple(coc.shape)} must share batch and size.")
     sides, num_radii = kernels.shape[:2]
@@ -155,7 +157,9 @@ def search_coc(
     if kernels.dim() == 3:
         kernels = kernels[None]
     if sharp.shape != blurred.shape or sharp.dim() != 4:
-        raise ValueError(f"`sharp` and `blurred` must be (B, C, H, W) of one shape, got {tuple(sharp.shape)}, {tuple(blurred.shape)}.")
+        raise ValueError(
+            f"`sharp` and `blurred` must be (B, C, H, W) of one shape, got {tuple(sharp.shape)}, {tuple(blurred.shape)}."
+        )
     sides, num_radii = kernels.shape[:2]
     if layers is None:
         layers = bank_layers(sharp, kernels)

@@ -144,7 +144,11 @@ class LPIPS(nn.Module):
             else:
                 unexpected.append(key)
         load_strict(
-            self, mapped, unexpected, LPIPSWeightsError, f"{source} is not an LPIPS-{NET_NAMES[self.net_name]} checkpoint"
+            self,
+            mapped,
+            unexpected,
+            LPIPSWeightsError,
+            f"{source} is not an LPIPS-{NET_NAMES[self.net_name]} checkpoint",
         )
 
     @classmethod
