@@ -11,15 +11,18 @@ Limits (checked on the file header, before anything is decoded): photos above ``
 above ``DOWNSCALE_PIXELS`` are downscaled to it (area averaging) with a message saying so.
 
 Storage: Gradio keeps uploads and results in its cache folder (``$GRADIO_TEMP_DIR``, default ``/tmp/gradio``).
-Each request deletes the files it was given as soon as it ends (examples excepted); its results go to a fresh
-folder in that cache, served for download and deleted by Gradio ``delete_cache`` once older than ``CACHE_AGE_S``
-(and all at shutdown). Nothing is written anywhere else.
+Uploads are stored once per content (a folder named by the file's hash), so requests that carry the same file share
+it: a request never deletes its upload (another request, queued or a re-run with a checkbox changed, may still
+need it). Gradio's ``delete_cache`` deletes uploads and results ``CACHE_AGE_S`` after their last use (each request
+renews its upload's age), and everything at shutdown, SIGTERM included; the app removes the folders that leaves
+empty. Nothing is written anywhere else.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import signal
 import tempfile
 import time
 import warnings
@@ -68,7 +71,7 @@ MAX_FILE_SIZE = "100mb"
 CONCURRENCY_LIMIT, QUEUE_SIZE = 1, 16
 """One request at a time uses every core (two requests would only halve each other's speed); 16 may wait."""
 CACHE_FREQUENCY_S, CACHE_AGE_S = 60, 600
-"""Every minute, Gradio deletes its cached files (results) that are older than 10 minutes."""
+"""Every minute, Gradio deletes its cached files (uploads and results) not used for 10 minutes."""
 UNTRAINED_BANNER = (
     "⚠️ **Untrained weights — results are not meaningful.** No trained checkpoint was found "
     "(`$DEFOCUSGAN_MODEL` or `checkpoints/defocusgan-synthetic/`), so the app runs the default configuration with "
@@ -162,7 +165,6 @@ class DefocusApp:
         self.tile_size, self.tile_overlap = tile_size, tile_overlap
         self.pipe.set_progress_bar_config(desc="Processing tiles", leave=False)
         self.pipe.enable_channels_last()
-        self.upload_components: list[gr.components.Component] = []  # their example files are never deleted
 
     # -- requests ------------------------------------------------------------------------------------------------
 
@@ -171,23 +173,20 @@ class DefocusApp:
         Returns ``((input preview, result preview), full-resolution PNG, status)``."""
         if not image:
             raise gr.Error("Upload a photo (or pick an example) first.")
-        try:
-            progress(0, desc="Reading the photo")
-            loaded, notes = self._read(image, "the photo")
-            start = time.perf_counter()
-            restored = self.pipe(
-                loaded, self.tile_size, self.tile_overlap, output_type="np", self_ensemble=bool(self_ensemble)
-            ).images[0]
-            seconds = time.perf_counter() - start
-            progress(1, desc="Saving")
-            folder, stem = _request_folder(), app_utils.safe_stem(image)
-            result = save_image(
-                restored, folder / f"{stem}_deblurred.png", loaded.bit_depth, loaded.icc_profile, loaded.exif
-            )
-            slider = (self._preview(loaded.array, folder / f"{stem}_input_preview.png", loaded),
-                      self._preview(restored, folder / f"{stem}_deblurred_preview.png", loaded))  # fmt: skip
-        finally:
-            self._discard_uploads(image)
+        progress(0, desc="Reading the photo")
+        loaded, notes = self._read(image, "the photo")
+        start = time.perf_counter()
+        restored = self.pipe(
+            loaded, self.tile_size, self.tile_overlap, output_type="np", self_ensemble=bool(self_ensemble)
+        ).images[0]
+        seconds = time.perf_counter() - start
+        progress(1, desc="Saving")
+        folder, stem = _request_folder(), app_utils.safe_stem(image)
+        result = save_image(
+            restored, folder / f"{stem}_deblurred.png", loaded.bit_depth, loaded.icc_profile, loaded.exif
+        )
+        slider = (self._preview(loaded.array, folder / f"{stem}_input_preview.png", loaded),
+                  self._preview(restored, folder / f"{stem}_deblurred_preview.png", loaded))  # fmt: skip
         width, height = loaded.size
         tiles = app_utils.tiles_text(loaded.size, self.tile_size, self.tile_overlap)
         ensemble = ", x8 self-ensemble" if self_ensemble else ""
@@ -204,26 +203,23 @@ class DefocusApp:
         map preview, 16-bit map PNG, map .npy, all-in-focus PNG, status)``."""
         if not left or not right:
             raise gr.Error("Upload both dual-pixel views, left and right (or pick an example pair).")
-        try:
-            if self.pipe.defocus_net is None:
-                raise gr.Error("This model has no defocus-map network; load a pipeline saved with `defocus_net`.")
-            progress(0, desc="Reading the views")
-            (left_image, right_image), notes = self._read_pair(left, right)
-            start = time.perf_counter()
-            out = self.pipe.estimate_defocus_map(
-                left_image, right_image, self.tile_size, self.tile_overlap, output_type="np"
-            )
-            seconds = time.perf_counter() - start
-            progress(1, desc="Saving")
-            coc, all_in_focus = out.defocus_maps[0, ..., 0], out.images[0]
-            folder, stem = _request_folder(), app_utils.safe_stem(left)
-            files = export_defocus_map(coc, all_in_focus, defocus_output_paths(folder, stem), left_image,
-                                       float(self.pipe.defocus_net.config.max_coc), signed, colour_bar=True)  # fmt: skip
-            combined = (left_image.array + right_image.array) / 2
-            slider = (self._preview(combined, folder / f"{stem}_combined_preview.png", left_image),
-                      self._preview(all_in_focus, folder / f"{stem}_all_in_focus_preview.png", left_image))  # fmt: skip
-        finally:
-            self._discard_uploads(left, right)
+        if self.pipe.defocus_net is None:
+            raise gr.Error("This model has no defocus-map network; load a pipeline saved with `defocus_net`.")
+        progress(0, desc="Reading the views")
+        (left_image, right_image), notes = self._read_pair(left, right)
+        start = time.perf_counter()
+        out = self.pipe.estimate_defocus_map(
+            left_image, right_image, self.tile_size, self.tile_overlap, output_type="np"
+        )
+        seconds = time.perf_counter() - start
+        progress(1, desc="Saving")
+        coc, all_in_focus = out.defocus_maps[0, ..., 0], out.images[0]
+        folder, stem = _request_folder(), app_utils.safe_stem(left)
+        files = export_defocus_map(coc, all_in_focus, defocus_output_paths(folder, stem), left_image,
+                                   float(self.pipe.defocus_net.config.max_coc), signed, colour_bar=True)  # fmt: skip
+        combined = (left_image.array + right_image.array) / 2
+        slider = (self._preview(combined, folder / f"{stem}_combined_preview.png", left_image),
+                  self._preview(all_in_focus, folder / f"{stem}_all_in_focus_preview.png", left_image))  # fmt: skip
         width, height = left_image.size
         tiles = app_utils.tiles_text(left_image.size, self.tile_size, self.tile_overlap, " per network")
         summary = f"Estimated the defocus map of a {width}×{height} px pair in {seconds:.1f} s ({tiles}): "
@@ -234,10 +230,11 @@ class DefocusApp:
 
     def _read(self, path: str, what: str, downscale: bool = True) -> tuple[LoadedImage, list[str]]:
         """Load an upload with every check of :func:`load_image`; errors become messages in the page."""
-        data = Path(path).read_bytes() if Path(path).is_file() else None
+        data = app_utils.read_and_renew(path)
         if data is None:
             raise gr.Error(
-                f"{app_utils.capital(what)} is no longer on the server (uploads are deleted after each request); upload it again."
+                f"{app_utils.capital(what)} is no longer on the server (uploads are deleted "
+                f"{CACHE_AGE_S // 60} minutes after their last use); upload it again."
             )
         named = io.BytesIO(data)
         named.name = Path(path).name  # messages name the user's file, not the server's cache path
@@ -288,26 +285,13 @@ class DefocusApp:
             lines.append("- ⚠️ Untrained weights: this result is not meaningful.")
         return "\n".join(lines)
 
-    def _discard_uploads(self, *paths: str) -> None:
-        """Delete the user's uploads from Gradio's cache as the request ends; example files are kept."""
-        cache = Path(get_upload_folder()).resolve()
-        kept = set()
-        for component in self.upload_components:
-            kept.update(str(Path(p).resolve()) for p in getattr(component, "keep_in_cache", ()))
-        for path in paths:
-            file = Path(path).resolve()
-            if file.is_relative_to(cache) and str(file) not in kept and not file.is_relative_to(EXAMPLES_DIR):
-                file.unlink(missing_ok=True)
-                try:
-                    file.parent.rmdir()  # Gradio gives each upload its own folder
-                except OSError:
-                    pass
-
 
 def _request_folder() -> Path:
-    """A fresh folder for one request's results, inside Gradio's cache (served from there, then deleted by it)."""
+    """A fresh folder for one request's results, inside Gradio's cache (served from there, then deleted by it).
+    Folders in the cache that Gradio's deletions left empty for a minute are removed first."""
     cache = Path(get_upload_folder())
     cache.mkdir(parents=True, exist_ok=True)
+    app_utils.remove_empty_folders(cache, min_age_s=CACHE_FREQUENCY_S)
     return Path(tempfile.mkdtemp(prefix="defocusgan-", dir=cache))
 
 
@@ -340,8 +324,7 @@ def build_demo(
             "Single-image defocus deblurring with a learnable blur kernel (Zhai et al., AAAI 2023), and defocus "
             "(circle-of-confusion) maps from the two views of a dual-pixel sensor. "
             f"Photos above {downscale_pixels / 1e6:g} MP are downscaled to it, above {max_pixels / 1e6:g} MP refused. "
-            "Uploads are deleted when the request ends; results are deleted after "
-            f"{CACHE_AGE_S // 60} minutes."
+            f"Uploads and results are deleted {CACHE_AGE_S // 60} minutes after their last use, and when the app stops."
         )
         gr.Markdown(
             UNTRAINED_BANNER if source is None else f"Model: `{display_source(source)}`", elem_id="model-banner"
@@ -410,7 +393,6 @@ def build_demo(
                 outputs=[map_slider, figure, map_png, map_npy, all_in_focus, map_status],
                 api_name="defocus_map",
             )
-        app.upload_components += [image, left, right]
     demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
     return demo
 
@@ -418,11 +400,30 @@ def build_demo(
 LAUNCH_KWARGS = {"max_file_size": MAX_FILE_SIZE, "theme": gr.themes.Soft()}
 
 
+def close(demo: gr.Blocks) -> None:
+    """Stop the server: Gradio deletes every upload and result it cached, then the emptied folders go."""
+    demo.close()
+    app_utils.remove_empty_folders(get_upload_folder())
+
+
+def _stop_on_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt  # what Gradio's launch() waits for to close the server (a Space stops with SIGTERM)
+
+
+def serve(demo: gr.Blocks, **launch_kwargs) -> None:
+    """``demo.launch()`` until Ctrl-C or SIGTERM, then :func:`close` (without it a SIGTERM left every file on disk)."""
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        demo.launch(**launch_kwargs)
+    finally:
+        close(demo)
+
+
 def main() -> None:
     threads = configure_threads()
     pipe, source = load_pipeline()
     print(f"DefocusGAN app: model {source or 'untrained (default configuration)'}, {threads} CPU threads")
-    build_demo(pipe, source).launch(**LAUNCH_KWARGS)
+    serve(build_demo(pipe, source), **LAUNCH_KWARGS)
 
 
 if __name__ == "__main__":

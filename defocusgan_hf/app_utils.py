@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 
 import cv2
@@ -133,3 +134,37 @@ def sentence(text: str) -> str:
 
 def capital(text: str) -> str:
     return text[:1].upper() + text[1:]
+
+
+def read_and_renew(path: str | os.PathLike) -> bytes | None:
+    """The upload's bytes, or None when it is gone; its age for Gradio's ``delete_cache`` (ctime) starts again, so
+    an upload in use is never among the oldest files."""
+    try:
+        os.utime(path)
+        return Path(path).read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+
+
+def remove_empty_folders(root: str | os.PathLike, min_age_s: float = 0.0) -> int:
+    """Remove the folders under ``root`` (not ``root`` itself) that are empty and were last changed at least
+    ``min_age_s`` seconds ago, deepest first; returns how many went.
+
+    Gradio's ``delete_cache`` deletes files only, so each upload (one folder per content hash) and each request's
+    result folder would leave an empty folder behind. The age keeps a folder that was just made, and is about to be
+    filled, from being removed under a concurrent request.
+    """
+    root, removed, now = Path(root), 0, time.time()
+    if not root.is_dir():
+        return 0
+    for folder, _, _ in sorted(os.walk(root), key=lambda entry: -len(Path(entry[0]).parts)):
+        path = Path(folder)
+        if path == root:
+            continue
+        try:
+            if now - path.stat().st_mtime >= min_age_s:
+                path.rmdir()  # fails (and is skipped) unless empty
+                removed += 1
+        except OSError:
+            pass
+    return removed

@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
+import socket
+import subprocess
 import sys
-import uuid
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
+import httpx
 import numpy as np
 import pytest
 import torch
@@ -287,17 +292,92 @@ def test_large_photo_is_downscaled_with_a_message(server, tmp_path):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("valid", [True, False])
-def test_uploads_are_deleted_when_the_request_ends(server, tmp_path, valid):
-    client, _, cache, _ = server
-    name = f"probe_{uuid.uuid4().hex}.png"
-    write_image(tmp_path / name, gradient(40, 56) if valid else gradient(8, 8))
-    if valid:
-        deblur(client, tmp_path / name)
-    else:
-        with pytest.raises(AppError):
-            deblur(client, tmp_path / name)
-    assert not list(cache.rglob(name))
+def upload(client: Client, path: Path) -> str:
+    """Upload ``path`` as the page does; its path on the server (in the app's Gradio cache)."""
+    with open(path, "rb") as handle:
+        response = httpx.post(client.upload_url, files=[("files", (path.name, handle))])
+    response.raise_for_status()
+    return response.json()[0]
+
+
+def user_files(cache: Path) -> list[Path]:
+    """What is in the cache apart from the shipped examples' copies (Gradio keeps those for every visitor)."""
+    return [p for p in cache.rglob("*") if p.is_file() and not (EXAMPLES / p.name).is_file()]
+
+
+def test_same_file_from_8_concurrent_clients_and_a_rerun_all_succeed_and_nothing_is_left(
+    app_module, model_dir, tmp_path, monkeypatch
+):
+    """Gradio stores one upload per content: requests carrying the same photo share it, so none may delete it. The
+    re-run sends the server path again with the checkbox changed, as the browser does (no new upload)."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache))
+    pipe, source = app_module.load_pipeline(model_dir)
+    demo = app_module.build_demo(pipe, source, max_pixels=MAX_PIXELS, downscale_pixels=DOWNSCALE_PIXELS)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app_module.LAUNCH_KWARGS)
+    photo = write_image(tmp_path / "same.jpg", gradient(256, 256), quality=90)
+    try:
+
+        def request(index: int):
+            client = Client(url, verbose=False, download_files=str(tmp_path / f"downloads-{index}"))
+            return deblur(client, photo)
+
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(request, range(8)))
+        assert len({Path(result).read_bytes() for _, result, _ in results}) == 1
+        client = Client(url, verbose=False, download_files=str(tmp_path / "downloads-rerun"))
+        on_server = {"path": upload(client, photo), "orig_name": photo.name}
+        first = client.predict(on_server, False, api_name="/deblur")
+        again = client.predict(on_server, True, api_name="/deblur")
+        assert "self-ensemble" not in first[2] and "self-ensemble" in again[2]
+        assert user_files(cache)  # kept for more requests until Gradio's delete_cache expires them
+    finally:
+        app_module.close(demo)
+    assert user_files(cache) == []
+    assert [p for p in cache.rglob("*") if p.is_dir() and not any(p.iterdir())] == []
+
+
+def test_empty_folders_are_removed_once_old_enough(app_module, tmp_path):
+    (tmp_path / "defocusgan-old").mkdir()
+    (tmp_path / "hash" / "nested").mkdir(parents=True)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "file.png").write_bytes(b"x")
+    assert app_module.app_utils.remove_empty_folders(tmp_path, min_age_s=3600) == 0  # just made: may be filling
+    assert app_module.app_utils.remove_empty_folders(tmp_path) == 3
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["file.png", "full"]
+
+
+def test_sigterm_closes_the_app_and_deletes_what_it_cached(model_dir, tmp_path):
+    """A Space stops its app with SIGTERM: uploads and results must not stay on disk."""
+    cache, port = tmp_path / "cache", free_port()
+    env = {**os.environ, "GRADIO_TEMP_DIR": str(cache), "DEFOCUSGAN_MODEL": str(model_dir)}
+    env.update(GRADIO_SERVER_PORT=str(port), DEFOCUSGAN_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    process = subprocess.Popen([sys.executable, str(ROOT / "app.py")], env=env, cwd=tmp_path)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if httpx.get(url, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        client = Client(url, verbose=False, download_files=str(tmp_path / "downloads"))
+        deblur(client, write_image(tmp_path / "mine.png", gradient(40, 56)))
+        assert user_files(cache)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert user_files(cache) == []
+    assert [p for p in cache.rglob("*") if p.is_dir() and not any(p.iterdir())] == []
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def test_results_are_written_to_gradio_cache_which_deletes_them(server, app_module):
@@ -313,7 +393,6 @@ def test_example_files_survive_a_request(server, app_module):
     _, demo, _, pipe = server
     handler = app_module.DefocusApp(pipe, "tiny")
     upload = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "deblur-input")
-    handler.upload_components.append(upload)
     cached_example = next(iter(upload.keep_in_cache))
     handler.deblur(cached_example)
     assert Path(cached_example).is_file()
