@@ -14,6 +14,7 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
+from .dual_pixel_views import DualPixelConvention, prepare_views, swap_symmetric
 from .image_io import check_dual_pixel_pair, to_output, to_tensor
 from .models.blur_kernel import LearnableBlurKernel
 from .models.deblur_net import DefocusDeblurNet
@@ -33,11 +34,14 @@ class DefocusDeblurPipelineOutput(BaseOutput):
         defocus_maps: signed CoC radius in pixels, ``(B, H, W, 1)`` array (``"np"``/``"pil"``) or
             ``(B, 1, H, W)`` tensor (``"pt"``), when DP views were given; ``|map|`` is the paper's defocus map.
         bit_depths: bit depth of each input (8 or 16), so that 16-bit photos can be saved as 16-bit files.
+        dual_pixel_convention: for DP input, the convention used (:class:`~defocusgan_hf.dual_pixel_views.DualPixelConvention`
+            as a dict: split direction and whether it was detected, the brightness ratio balanced, symmetric or not).
     """
 
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
     defocus_maps: np.ndarray | torch.Tensor | None = None
     bit_depths: list[int] | None = None
+    dual_pixel_convention: dict | None = None
 
 
 class DefocusDeblurPipeline(DiffusionPipeline):
@@ -133,14 +137,30 @@ class DefocusDeblurPipeline(DiffusionPipeline):
         if getattr(self, component) is None:
             raise ValueError(f"This pipeline has no `{component}`; load one that was saved with it.")
 
-    def _map(self, left: torch.Tensor, right: torch.Tensor, tile_size: int | None, tile_overlap: int) -> torch.Tensor:
-        """Signed CoC maps ``(B, 1, H, W)`` (px) of DP views ``(B, 3, H, W)``, whole or tile by tile."""
+    def _map(
+        self,
+        left: torch.Tensor,
+        right: torch.Tensor,
+        tile_size: int | None,
+        tile_overlap: int,
+        split: str = "auto",
+        balance_brightness: bool = True,
+        symmetric: bool = True,
+    ) -> tuple[torch.Tensor, DualPixelConvention]:
+        """Signed CoC maps ``(B, 1, H, W)`` (px) of DP views ``(B, 3, H, W)``, whole or tile by tile, and the
+        convention used (split direction, brightness balance; see :mod:`~defocusgan_hf.dual_pixel_views`)."""
         check_dual_pixel_pair(left, right)
+        left, right, convention = prepare_views(left, right, split, balance_brightness)
         dtype = self.defocus_net.dtype
         net = self.defocus_net
-        return self._run_tiled(
-            lambda a, b: net(a.to(dtype), b.to(dtype)).defocus_map, (left, right), 1, tile_size, tile_overlap
-        )
+
+        def predict(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            forward = net(a.to(dtype), b.to(dtype)).defocus_map
+            return swap_symmetric(forward, net(b.to(dtype), a.to(dtype)).defocus_map) if symmetric else forward
+
+        coc = self._run_tiled(predict, (left, right), 1, tile_size, tile_overlap)
+        convention.symmetric = symmetric
+        return (coc.transpose(-2, -1) if convention.split == "vertical" else coc), convention
 
     @torch.inference_mode()
     def __call__(
@@ -189,41 +209,70 @@ class DefocusDeblurPipeline(DiffusionPipeline):
         tile_overlap: int = 64,
         output_type: str = "np",
         return_dict: bool = True,
+        split: str = "auto",
+        balance_brightness: bool = True,
+        symmetric: bool = True,
     ) -> DefocusDeblurPipelineOutput | tuple:
         """Estimate the signed CoC map of a DP capture and deblur its combined view ``(left + right) / 2``.
 
         Args:
-            left, right: the two DP views, in any form ``__call__`` accepts, of the same size.
+            left, right: the two DP views, in any form ``__call__`` accepts (single-channel views are repeated to
+                RGB), of the same size.
+            split: ``"auto"`` (default: detected from the views' disparity), ``"horizontal"`` (left/right views, e.g.
+                DSLRs) or ``"vertical"`` (top/bottom views, e.g. many phones; the top view plays "left").
+            balance_brightness: divide out the smooth brightness ratio between the views (per-view vignetting).
+            symmetric: take both view orders, so that swapping the views flips the map's sign exactly (twice the
+                stage-1 time; :func:`~defocusgan_hf.dual_pixel_views.swap_symmetric`).
         Returns:
-            ``images`` (the all-in-focus image) and ``defocus_maps`` (signed CoC radius in pixels).
+            ``images`` (the all-in-focus image), ``defocus_maps`` (signed CoC radius in pixels) and
+            ``dual_pixel_convention`` (what was detected and done).
         """
         self._need("defocus_net")
         self._need("deblur_net")
         self._check_call(output_type, tile_size, tile_overlap)
         left_t, bit_depths = to_tensor(left)
         right_t, _ = to_tensor(right)
-        coc = self._map(left_t, right_t, tile_size, tile_overlap)
+        coc, convention = self._map(left_t, right_t, tile_size, tile_overlap, split, balance_brightness, symmetric)
         combined = (left_t + right_t) / 2
         restored = self._run_tiled(self._deblur, (combined,), 3, tile_size, tile_overlap)
         images = to_output(restored, output_type)
         maps = coc if output_type == "pt" else coc.permute(0, 2, 3, 1).cpu().numpy()
         if not return_dict:
             return (images, maps)
-        return DefocusDeblurPipelineOutput(images=images, defocus_maps=maps, bit_depths=bit_depths)
+        return DefocusDeblurPipelineOutput(
+            images=images, defocus_maps=maps, bit_depths=bit_depths, dual_pixel_convention=convention.to_dict()
+        )
 
     @torch.inference_mode()
     def predict_defocus_map(
-        self, left: Any, right: Any, tile_size: int | None = 512, tile_overlap: int = 64, output_type: str = "np"
-    ) -> np.ndarray | torch.Tensor:
+        self,
+        left: Any,
+        right: Any,
+        tile_size: int | None = 512,
+        tile_overlap: int = 64,
+        output_type: str = "np",
+        split: str = "auto",
+        balance_brightness: bool = True,
+        symmetric: bool = True,
+        return_convention: bool = False,
+    ) -> np.ndarray | torch.Tensor | tuple:
         """The signed CoC map alone (the stage-1 net, no deblurring; works in a map-only pipeline).
 
         Args:
             left, right: the two DP views, in any form ``__call__`` accepts, of the same size.
             output_type: ``"np"`` (or ``"pil"``) for an array ``(B, H, W, 1)``, ``"pt"`` for a tensor ``(B, 1, H, W)``.
+            split: ``"auto"`` (default: detected from the views' disparity), ``"horizontal"`` (left/right views, e.g.
+                DSLRs) or ``"vertical"`` (top/bottom views, e.g. many phones; the top view plays "left").
+            balance_brightness: divide out the smooth brightness ratio between the views (per-view vignetting).
+            symmetric: take both view orders, so that swapping the views flips the map's sign exactly (twice the
+                stage-1 time; :func:`~defocusgan_hf.dual_pixel_views.swap_symmetric`).
+            return_convention: also return the :class:`~defocusgan_hf.dual_pixel_views.DualPixelConvention` used.
         Returns:
             signed CoC radius in pixels (``> 0`` behind the focal plane, ``< 0`` in front).
         """
         self._need("defocus_net")
         self._check_call(output_type, tile_size, tile_overlap)
-        coc = self._map(to_tensor(left)[0], to_tensor(right)[0], tile_size, tile_overlap)
-        return coc if output_type == "pt" else coc.permute(0, 2, 3, 1).cpu().numpy()
+        left_t, right_t = to_tensor(left)[0], to_tensor(right)[0]
+        coc, convention = self._map(left_t, right_t, tile_size, tile_overlap, split, balance_brightness, symmetric)
+        coc = coc if output_type == "pt" else coc.permute(0, 2, 3, 1).cpu().numpy()
+        return (coc, convention) if return_convention else coc

@@ -53,41 +53,103 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     tu.add_common_args(parser, default_output_dir="runs/defocusgan", default_lr=2e-4)
     add = parser.add_argument
-    add("--model_config", default=None, help="JSON file or string of DefocusDeblurNet config overrides (e.g. a tiny net).")
-    add("--generator_preset", default="lean", choices=sorted(GENERATOR_PRESETS),
+    add(
+        "--model_config",
+        default=None,
+        help="JSON file or string of DefocusDeblurNet config overrides (e.g. a tiny net).",
+    )
+    add(
+        "--generator_preset",
+        default="lean",
+        choices=sorted(GENERATOR_PRESETS),
         help="Layout of a new generator (models/deblur_net.py GENERATOR_PRESETS; 'paper' is the released code's "
-        "64-channel, full-resolution one, 'lean' ours); --model_config overrides apply on top.")
-    add("--lr_halving_steps", type=int, default=0, help="Halve the learning rate every N steps (paper: every 30 epochs).")
+        "64-channel, full-resolution one, 'lean' ours); --model_config overrides apply on top.",
+    )
+    add(
+        "--lr_halving_steps",
+        type=int,
+        default=0,
+        help="Halve the learning rate every N steps (paper: every 30 epochs).",
+    )
     add("--lambda_content", type=float, default=1.0, help="Weight of the L1 content loss (paper: 1).")
     add("--lambda_perceptual", type=float, default=0.012, help="α, weight of the VGG19 conv3_3 loss (paper: 0.012).")
     add("--lambda_adv", type=float, default=0.002, help="β, weight of the defocus adversarial loss (paper: 0.002).")
     add("--lambda_fft", type=float, default=0.0, help="Weight of an L1 loss on FFT amplitudes (not in the paper).")
-    add("--vgg_weights", default=None, help="VGG19 weights: .safetensors file, folder, or Hub id (timm/vgg19.tv_in1k layout).")
-    add("--adversarial_loss", default="defocus", choices=["defocus", "uniform"], help="Table 6: defocus-weighted or plain.")
+    add(
+        "--vgg_weights",
+        default=None,
+        help="VGG19 weights: .safetensors file, folder, or Hub id (timm/vgg19.tv_in1k layout).",
+    )
+    add(
+        "--adversarial_loss",
+        default="defocus",
+        choices=["defocus", "uniform"],
+        help="Table 6: defocus-weighted or plain.",
+    )
     add("--critic_steps", type=int, default=2, help="Critic updates per generator step (released code: 2).")
     add("--critic_start_step", type=int, default=0, help="First step with critic updates.")
-    add("--adversarial_start_step", type=int, default=0, help="First step with the adversarial term in the generator loss.")
+    add(
+        "--adversarial_start_step",
+        type=int,
+        default=0,
+        help="First step with the adversarial term in the generator loss.",
+    )
     add("--critic_learning_rate", type=float, default=None, help="Critic lr (default: --learning_rate).")
     add("--gp_weight", type=float, default=10.0, help="WGAN-GP gradient-penalty weight.")
-    add("--guidance_anneal_steps", type=float, default=2e4, help="Mask weight reaches ~0 after this many steps (paper: 2e4).")
+    add(
+        "--guidance_anneal_steps",
+        type=float,
+        default=2e4,
+        help="Mask weight reaches ~0 after this many steps (paper: 2e4).",
+    )
     add("--no_guidance", action="store_true", help="Table 4 ablation: no defocus-map guidance at all.")
     add("--no_rcab", action="store_true", help="Table 4 ablation: plain convs instead of RCABs.")
     add("--single_scale", action="store_true", help="Table 4 ablation: full scale only (no 1/4, 1/8 DGBs).")
-    add("--defocus_model", default=None, help="Stage-1 pipeline/model folder: guide with its estimated maps instead of true ones.")
-    add("--max_aperture", type=float, default=None, help="Cap the synthetic scenes' CoC scale (px); default: the engine's.")
-    add("--clean_data", action="store_true", help="Synthetic data without noise, JPEG, vignetting, gamma/exposure change.")
-    add("--data_config", default="varied", choices=["varied", "eq3"],
+    add(
+        "--defocus_model",
+        default=None,
+        help="Stage-1 pipeline/model folder: guide with its estimated maps instead of true ones.",
+    )
+    add(
+        "--max_aperture",
+        type=float,
+        default=None,
+        help="Cap the synthetic scenes' CoC scale (px); default: the engine's.",
+    )
+    add(
+        "--clean_data",
+        action="store_true",
+        help="Synthetic data without noise, JPEG, vignetting, gamma/exposure change.",
+    )
+    add(
+        "--data_config",
+        default="varied",
+        choices=["varied", "eq3"],
         help="Synthetic data: 'varied' (ours, default: every PSF family, highlights, grey and in-focus scenes; "
-        "DualPixelConfig.varied) or 'eq3' (the first engine: the paper's kernel only, which the model also assumes).")
-    add("--luma_residual", action="store_true",
-        help="Convert an --init_from generator with an RGB residual to a luma residual (grey stays grey; ours).")
-    add("--real_val_root", default=None,
+        "DualPixelConfig.varied) or 'eq3' (the first engine: the paper's kernel only, which the model also assumes).",
+    )
+    add(
+        "--luma_residual",
+        action="store_true",
+        help="Convert an --init_from generator with an RGB residual to a luma residual (grey stays grey; ours).",
+    )
+    add(
+        "--real_val_root",
+        default=None,
         help="Folder of real scenes (blurred.png + sharp.png per scene, e.g. ../shared/real/dpdd_gif) validated beside "
-        "the synthetic set: PSNR gain and sharp-in fidelity in train_log.jsonl and TensorBoard (real/...).")
-    add("--real_val_scenes", default="00,01,02,03,04,05,06",
+        "the synthetic set: PSNR gain and sharp-in fidelity in train_log.jsonl and TensorBoard (real/...).",
+    )
+    add(
+        "--real_val_scenes",
+        default="00,01,02,03,04,05,06",
         help="Comma-separated scene folders of --real_val_root used for validation (checkpoints are chosen on these; "
-        "report the others separately).")
-    add("--bundle_defocus_model", default=None, help="Stage-1 folder to include in the final pipeline (not used for guidance).")
+        "report the others separately).",
+    )
+    add(
+        "--bundle_defocus_model",
+        default=None,
+        help="Stage-1 folder to include in the final pipeline (not used for guidance).",
+    )
     args = parser.parse_args(argv)
     if args.lambda_perceptual > 0 and args.vgg_weights is None:
         parser.error(
@@ -217,15 +279,22 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         defocus_net = load_defocus_net(args.defocus_model).to(accelerator.device).eval().requires_grad_(False)
 
     optimizer_g = torch.optim.Adam(
-        generator_net.parameters(), lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), weight_decay=args.adam_weight_decay
+        generator_net.parameters(),
+        lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+        weight_decay=args.adam_weight_decay,
     )
     optimizer_d = torch.optim.Adam(
-        critic.parameters(), lr=args.critic_learning_rate or args.learning_rate, betas=(args.adam_beta1, args.adam_beta2)
+        critic.parameters(),
+        lr=args.critic_learning_rate or args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
     )
     # The learning rate is a pure function of the step (set before each step), so resuming needs no scheduler state
     # and DDP does not multiply scheduler steps.
     schedule = tu.lr_lambda(args.lr_warmup_steps, args.lr_halving_steps)
-    generator_net, critic, optimizer_g, optimizer_d = accelerator.prepare(generator_net, critic, optimizer_g, optimizer_d)
+    generator_net, critic, optimizer_g, optimizer_d = accelerator.prepare(
+        generator_net, critic, optimizer_g, optimizer_d
+    )
     tu.register_hub_folder_hooks(accelerator, ["deblur_net", "critic"])
     ema = tu.make_ema(args, accelerator, generator_net)
 
@@ -235,14 +304,21 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         start_step = tu.checkpoint_step(resume)
         logger.info(f"Resumed from {resume} at step {start_step}")
     if accelerator.is_main_process:
-        accelerator.init_trackers("defocusgan", config={k: v for k, v in vars(args).items() if isinstance(v, int | float | str | bool)})
+        accelerator.init_trackers(
+            "defocusgan", config={k: v for k, v in vars(args).items() if isinstance(v, int | float | str | bool)}
+        )
 
     batches = Batches(args, accelerator, start_step, defocus_net)
     validation = tu.validation_samples(args)
     real_scenes = load_scenes(args.real_val_root, args.real_val_scenes.split(",")) if args.real_val_root else None
     critic_generator = torch.Generator(device=accelerator.device)
-    progress = tqdm(range(start_step, args.max_train_steps), initial=start_step, total=args.max_train_steps,
-                    disable=not accelerator.is_local_main_process, desc="steps")
+    progress = tqdm(
+        range(start_step, args.max_train_steps),
+        initial=start_step,
+        total=args.max_train_steps,
+        disable=not accelerator.is_local_main_process,
+        desc="steps",
+    )
     history: dict[str, float] = {}
     step = start_step
     started = time.time()
@@ -258,11 +334,15 @@ def main(args: argparse.Namespace) -> dict[str, float]:
                 restored = generator_net(blurred, coc, guidance_weight=weight).sample
                 logs = {"guidance_weight": weight}
                 if use_critic:
-                    phi = defocus_weights(coc, accelerator.unwrap_model(critic).output_size(*sharp.shape[-2:]), mode=args.adversarial_loss)
+                    phi = defocus_weights(
+                        coc, accelerator.unwrap_model(critic).output_size(*sharp.shape[-2:]), mode=args.adversarial_loss
+                    )
                 if use_critic and step >= args.critic_start_step:
                     critic_generator.manual_seed(args.seed * 7 + step)
                     for _ in range(args.critic_steps):
-                        d_loss, d_logs = critic_loss(critic, sharp, restored.detach(), phi, args.gp_weight, critic_generator)
+                        d_loss, d_logs = critic_loss(
+                            critic, sharp, restored.detach(), phi, args.gp_weight, critic_generator
+                        )
                         accelerator.backward(d_loss)
                         optimizer_d.step()
                         optimizer_d.zero_grad(set_to_none=True)

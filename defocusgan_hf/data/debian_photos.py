@@ -53,7 +53,9 @@ def fetch_debian_photos(destination: str | Path, photos: dict[str, tuple[str, ..
     each package's ``copyright`` file into ``destination``. Existing files are kept. Returns the photo paths."""
     destination = Path(destination)
     destination.mkdir(parents=True, exist_ok=True)
-    wanted = {p: paths for p, paths in photos.items() if any(not (destination / photo_name(p, x)).exists() for x in paths)}
+    wanted = {
+        p: paths for p, paths in photos.items() if any(not (destination / photo_name(p, x)).exists() for x in paths)
+    }
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
         if wanted:

@@ -170,7 +170,9 @@ def _view_psfs(radius: float, shape: PSFShape, softness: float, falloff: float) 
 class FamilyPSFBank(DualPixelPSFBank):
     """DP PSFs of one :class:`PSFShape` on the grid of signed radii (see :class:`DualPixelPSFBank`)."""
 
-    def __init__(self, shape: PSFShape, max_coc: float = 25.0, step: float = 1.0, softness: float = 0.15, falloff: float = 0.3):
+    def __init__(
+        self, shape: PSFShape, max_coc: float = 25.0, step: float = 1.0, softness: float = 0.15, falloff: float = 0.3
+    ):
         super().__init__(max_coc, step, softness, falloff)
         self.shape = shape
 

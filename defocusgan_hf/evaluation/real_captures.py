@@ -109,7 +109,9 @@ def load_scenes(
             raise ValueError(f"{folder}: {SCENE_INPUT} {image.shape} and {SCENE_TARGET} {target.shape} differ in size.")
         skip = {SCENE_INPUT, SCENE_TARGET, *DP_VIEW_FILES}
         references = {
-            p.stem: read_rgb(p) for p in sorted(folder.glob("*.png")) if p.name not in skip and read_rgb(p).shape == image.shape
+            p.stem: read_rgb(p)
+            for p in sorted(folder.glob("*.png"))
+            if p.name not in skip and read_rgb(p).shape == image.shape
         }
         views = None
         if with_dp_views and all((folder / v).is_file() for v in DP_VIEW_FILES):
@@ -126,7 +128,9 @@ def load_masked_photos(
     """Photos of ``root/images`` with their ``root/blur_masks`` (same stem, PNG), sorted by name."""
     root = Path(root)
     masks = {p.stem: p for p in (root / "blur_masks").iterdir() if p.suffix.lower() == ".png"}
-    photos = sorted(p for p in (root / "images").iterdir() if p.stem in masks and p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    photos = sorted(
+        p for p in (root / "images").iterdir() if p.stem in masks and p.suffix.lower() in (".jpg", ".jpeg", ".png")
+    )
     if not photos:
         raise ValueError(f"{root} has no photos in images/ with a mask of the same name in blur_masks/.")
     scenes = []
@@ -269,8 +273,15 @@ def training_validation(restore: Restore, scenes: Sequence[RealScene], prefix: s
     """Figures for a training log on real scenes with ground truth: ``{prefix}/psnr``, ``/input_psnr``,
     ``/psnr_gain``, ``/worst_gain``, ``/worse`` (count), ``/sharp_in`` and ``/sharp_in_min`` (dB)."""
     summary = summarise(evaluate_real(restore, scenes, sharp_in=True, grey=False)[0])
-    keys = {"psnr": "psnr", "input_psnr": "psnr_input", "psnr_gain": "gain", "worst_gain": "worst_gain",
-            "worse": "worse", "sharp_in": "sharp_in", "sharp_in_min": "sharp_in_min"}
+    keys = {
+        "psnr": "psnr",
+        "input_psnr": "psnr_input",
+        "psnr_gain": "gain",
+        "worst_gain": "worst_gain",
+        "worse": "worse",
+        "sharp_in": "sharp_in",
+        "sharp_in_min": "sharp_in_min",
+    }
     return {f"{prefix}/{name}": float(summary[key]) for name, key in keys.items()}
 
 
@@ -318,7 +329,9 @@ def contact_sheet(
                 panel = np.zeros_like(scene.image)
             full = _to_pil(panel)
             full = full.resize((thumb_width, max(1, round(full.height * thumb_width / full.width))), Image.BILINEAR)
-            crop = _to_pil(panel[top : top + side, left : left + side]).resize((full.height, full.height), Image.NEAREST)
+            crop = _to_pil(panel[top : top + side, left : left + side]).resize(
+                (full.height, full.height), Image.NEAREST
+            )
             draw = ImageDraw.Draw(full)
             scale = thumb_width / scene.image.shape[1]
             draw.rectangle(

@@ -110,7 +110,12 @@ class DefocusDeblurNet(StrictConfigModel):
         super().__init__()
         level_channels, branch_depths = tuple(level_channels), tuple(branch_depths)
         scales, levels_per_scale = tuple(scales), tuple(levels_per_scale)
-        if not scales or scales[0] != 1 or any(s <= 0 or s & (s - 1) for s in scales) or list(scales) != sorted(set(scales)):
+        if (
+            not scales
+            or scales[0] != 1
+            or any(s <= 0 or s & (s - 1) for s in scales)
+            or list(scales) != sorted(set(scales))
+        ):
             raise ValueError(f"`scales` must be increasing powers of 2 starting at 1, got {scales}.")
         if len(levels_per_scale) != len(scales) or min(levels_per_scale) < 1:
             raise ValueError(f"`levels_per_scale` needs one entry >= 1 per scale {scales}, got {levels_per_scale}.")
@@ -130,7 +135,9 @@ class DefocusDeblurNet(StrictConfigModel):
             raise ValueError(f"`scales` {scales} must all be >= 2 x `stem_stride` ({stem_stride}) but the first.")
         deepest = max(f + n for f, n in zip(self.first_levels, levels_per_scale))
         if len(level_channels) < deepest or min(level_channels) < 1:
-            raise ValueError(f"`level_channels` needs {deepest} positive entries for these scales, got {level_channels}.")
+            raise ValueError(
+                f"`level_channels` needs {deepest} positive entries for these scales, got {level_channels}."
+            )
         self.stride = stem_stride * 2 ** (deepest - 1)
 
         # The stem: pixel (un)shuffle around `head` and `tail` in forward (no parameters: same keys for every stride).
@@ -180,17 +187,25 @@ class DefocusDeblurNet(StrictConfigModel):
         """
         if image.dim() != 4 or image.shape[1] != self.config.in_channels:
             raise ValueError(f"Expected image (B, {self.config.in_channels}, H, W), got {tuple(image.shape)}.")
-        if coc is not None and (coc.shape[0] != image.shape[0] or coc.shape[1] != 1 or coc.shape[-2:] != image.shape[-2:]):
-            raise ValueError(f"`coc` must be (B, 1, H, W) matching the image {tuple(image.shape)}, got {tuple(coc.shape)}.")
+        if coc is not None and (
+            coc.shape[0] != image.shape[0] or coc.shape[1] != 1 or coc.shape[-2:] != image.shape[-2:]
+        ):
+            raise ValueError(
+                f"`coc` must be (B, 1, H, W) matching the image {tuple(image.shape)}, got {tuple(coc.shape)}."
+            )
         x, (h, w) = pad_to_multiple(image, self.stride)
         gates = self.guidance_gates(None if coc is None else pad_to_multiple(coc, self.stride)[0], guidance_weight)
         outputs = []
         stem = self.config.stem_stride
         features = self.head(F.pixel_unshuffle(x, stem))
-        for index, (scale, first, levels) in enumerate(zip(self.config.scales, self.first_levels, self.config.levels_per_scale)):
+        for index, (scale, first, levels) in enumerate(
+            zip(self.config.scales, self.first_levels, self.config.levels_per_scale)
+        ):
             stride = stem * 2**first  # of this scale's features: `scale` itself, but for scale 1
             if index > 0:
-                features = self.scale_downs[index - 1](F.avg_pool2d(features, 2 ** (first - self.first_levels[index - 1])))
+                features = self.scale_downs[index - 1](
+                    F.avg_pool2d(features, 2 ** (first - self.first_levels[index - 1]))
+                )
                 features = features + self.image_heads[index - 1](F.avg_pool2d(x, scale))
             scale_gates = None if gates is None else F.avg_pool2d(gates, stride) if stride > 1 else gates
             features = self.block(features, first, levels, scale_gates)

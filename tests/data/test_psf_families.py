@@ -64,7 +64,10 @@ def test_polygon_reaches_the_radius_at_its_corners_only():
 
 
 def test_spherical_rim_brightens_the_edge_or_the_centre():
-    rim, soft = combined_psf(10.0, PSFShape("spherical", rim=0.8, edge=0.0)), combined_psf(10.0, PSFShape("spherical", rim=-0.8, edge=0.0))
+    rim, soft = (
+        combined_psf(10.0, PSFShape("spherical", rim=0.8, edge=0.0)),
+        combined_psf(10.0, PSFShape("spherical", rim=-0.8, edge=0.0)),
+    )
     c = rim.shape[-1] // 2
     assert rim[c, c + 8] > rim[c, c] and soft[c, c + 8] < soft[c, c]
 

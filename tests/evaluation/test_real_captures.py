@@ -161,7 +161,12 @@ def test_reference_rows_and_training_validation(scenes_root):
     assert summarise(refs["dpdnet"])["gain"] > 0
     figures = training_validation(sharpen, scenes)
     assert set(figures) == {
-        "real/psnr", "real/input_psnr", "real/psnr_gain", "real/worst_gain", "real/worse", "real/sharp_in",
+        "real/psnr",
+        "real/input_psnr",
+        "real/psnr_gain",
+        "real/worst_gain",
+        "real/worse",
+        "real/sharp_in",
         "real/sharp_in_min",
     }
     assert figures["real/psnr_gain"] == pytest.approx(figures["real/psnr"] - figures["real/input_psnr"])

@@ -91,3 +91,39 @@ def test_bad_real_arguments_are_clear_errors(scenes, photos, tiny_model, tmp_pat
     assert _run("--root", photos, "--model", tiny_model, "--subset", "x=01", "--output_dir", tmp_path / "c") == 2
     assert _run("--root", tmp_path / "nowhere", "--model", tiny_model, "--output_dir", tmp_path / "d") == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_dual_pixel_block_on_scenes_with_views(scenes, tmp_path, capsys):
+    from defocusgan_hf.models import DualPixelDefocusNet
+
+    torch.manual_seed(0)
+    defocus = DualPixelDefocusNet(level_channels=(4, 8, 8), branch_depths=(1, 1), max_coc=6)
+    torch.nn.init.normal_(defocus.tail.weight, std=0.5)
+    deblur = DefocusDeblurNet(level_channels=(4, 4, 8, 8, 8), branch_depths=(0, 1, 1, 1))
+    model = tmp_path / "with_stage1"
+    DefocusDeblurPipeline(deblur_net=deblur.eval(), defocus_net=defocus.eval()).save_pretrained(model)
+    rng = np.random.default_rng(5)
+    for folder in scenes.iterdir():
+        view = rng.random((32, 48, 3))
+        _save(np.roll(view, 1, axis=1), folder / "dp_a.png")
+        _save(np.roll(view, -1, axis=1), folder / "dp_b.png")
+    out = tmp_path / "dp"
+    assert _run("--root", scenes, "--model", model, "--dual_pixel", "--output_dir", out) == 0
+    payload = json.loads((out / "results.json").read_text())
+    summary = payload["dual_pixel"]["summary"]
+    assert summary["scenes"] == 3 and summary["sign_flip"] in (None, 1.0)  # the pipeline's map is swap-antisymmetric
+    for scene in payload["dual_pixel"]["per_scene"]:
+        # the best constant is the best of every single radius, so a constant map can never beat it
+        assert scene["reblur_l1_constant"] <= scene["reblur_l1_net"] + 1e-6 or scene["improvement_over_constant"] > 0
+        assert abs(scene["best_constant"]) <= 6
+    assert sorted(p.name for p in out.glob("dual_pixel_*.png")) == [
+        "dual_pixel_00.png",
+        "dual_pixel_01.png",
+        "dual_pixel_02.png",
+    ]
+    assert "Stage 1 on the real DP views" in capsys.readouterr().out
+    # a model without a stage-1 net is a clear error
+    plain = tmp_path / "plain"
+    DefocusDeblurPipeline(deblur_net=deblur.eval()).save_pretrained(plain)
+    assert _run("--root", scenes, "--model", plain, "--dual_pixel", "--output_dir", tmp_path / "x") == 2
+    assert "no defocus_net" in capsys.readouterr().err
