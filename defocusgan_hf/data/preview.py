@@ -3,7 +3,13 @@
     python -m defocusgan_hf.data.preview --valset data/synthetic_val --indices 0 1 2 \
         --output docs/images/synthetic_samples.png
 
-Without ``--valset`` the samples are rendered on the fly (``--seed``, ``--resolution``). ``--defocus_models
+Without ``--valset`` the samples are rendered on the fly (``--seed``, ``--resolution``, ``--data_config``: the
+training engine ``varied`` or the first one, ``eq3``; ``--image_dir`` adds a folder of sharp photos)::
+
+    python -m defocusgan_hf.data.preview --data_config varied --image_dir data/photos --indices 0 1 2 3 4 5 \
+        --seed 7 --output docs/images/synthetic_varied.png
+    python -m defocusgan_hf.data.preview --psf_families --output docs/images/psf_families.png
+ ``--defocus_models
 LABEL=FOLDER ...`` adds, per stage-1 net (a ``DualPixelDefocusNet`` folder or a pipeline folder with
 ``defocus_net/``), a column with its signed map estimated from the two views, in the true map's colours.
 """
@@ -15,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .synthetic import SyntheticDualPixelDataset
+from .synthetic import DualPixelConfig, SyntheticDualPixelDataset
 
 COLUMNS = (("sharp", "sharp (target)"), ("blurred", "blurred = (L + R) / 2"), ("left", "left view"),
            ("right", "right view"))  # fmt: skip
@@ -60,6 +66,25 @@ def preview_figure(
     return figure
 
 
+def psf_family_figure(radius: float = 10.0, draws: int = 3, seed: int = 0):
+    """A matplotlib ``Figure`` of the synthetic engine's PSF families (:mod:`.psf_families`) at one radius (px):
+    a row per family, the first column with its default parameters, then ``draws`` random draws of them."""
+    from matplotlib.figure import Figure
+
+    from .psf_families import PSF_FAMILIES, PSFShape, combined_psf, sample_psf_shape
+
+    figure = Figure(figsize=(1.6 * (draws + 1), 1.6 * len(PSF_FAMILIES)), dpi=100, layout="constrained")
+    axes = figure.subplots(len(PSF_FAMILIES), draws + 1, squeeze=False)
+    generator = torch.Generator().manual_seed(seed)
+    for row, family in enumerate(PSF_FAMILIES):
+        shapes = [PSFShape(family)] + [sample_psf_shape(generator, (family,)) for _ in range(draws)]
+        for column, shape in enumerate(shapes):
+            axes[row, column].imshow(combined_psf(radius, shape).numpy(), cmap="gray")
+            axes[row, column].set_axis_off()
+        axes[row, 0].set_title(f"{family} (r = {radius:g} px)", fontsize=8, loc="left")
+    return figure
+
+
 def _label(axis, text: str) -> None:
     height = axis.get_images()[-1].get_array().shape[0]
     axis.text(2, height - 4, text, fontsize=7, color="black",
@@ -83,6 +108,10 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=1234, help="Seed when rendering on the fly.")
     parser.add_argument("--resolution", type=int, default=256, help="Resolution when rendering on the fly.")
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing output file.")
+    parser.add_argument("--data_config", choices=["varied", "eq3"], default="eq3",
+                        help="Engine when rendering on the fly: DualPixelConfig.varied() or the first (Eq. 3) one.")  # fmt: skip
+    parser.add_argument("--image_dir", default=None, help="Extra folder of sharp photos when rendering on the fly.")
+    parser.add_argument("--psf_families", action="store_true", help="Draw the PSF families instead of samples.")
     parser.add_argument("--defocus_models", nargs="*", default=[], metavar="LABEL=FOLDER",
                         help="Stage-1 nets whose estimated maps get a column each.")  # fmt: skip
     args = parser.parse_args(argv)
@@ -96,15 +125,20 @@ def main(argv=None) -> None:
     if output.exists() and not args.overwrite:
         raise FileExistsError(f"'{output}' already exists; pass --overwrite to replace it.")
     torch.set_num_threads(1)
+    if args.psf_families:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        psf_family_figure(seed=args.seed).savefig(output, dpi=100)
+        print(f"Wrote {output}")
+        return
     if args.valset:
         from .validation_set import ValidationSet
 
         dataset = ValidationSet(args.valset)
         max_coc = dataset.config.max_coc
     else:
-        dataset = SyntheticDualPixelDataset(
-            ("skimage:val", "dead_leaves", "text"), args.resolution, max(args.indices) + 1, args.seed
-        )
+        config = DualPixelConfig.varied() if args.data_config == "varied" else DualPixelConfig()
+        sources = ["skimage:val", "dead_leaves", "text"] + ([args.image_dir] if args.image_dir else [])
+        dataset = SyntheticDualPixelDataset(sources, args.resolution, max(args.indices) + 1, args.seed, config=config)
         max_coc = dataset.config.max_coc
     samples = [dataset[i] for i in args.indices]
     estimates = {label: estimate_maps(folder, samples) for label, folder in models.items()}

@@ -49,3 +49,13 @@ def test_preview_labels_each_estimate_with_its_errors():
     figure = preview_figure([sample], max_coc=6, estimates={"net": [-torch.full((8, 8), 2.0).numpy()]})
     texts = [t.get_text() for axis in figure.axes for t in axis.texts]
     assert "MAE |CoC| 0.00, signed 4.00" in texts  # right radius, wrong side of focus
+
+
+def test_psf_family_picture_and_varied_samples(tmp_path):
+    from defocusgan_hf.data.preview import main, psf_family_figure
+    from defocusgan_hf.data.psf_families import PSF_FAMILIES
+
+    figure = psf_family_figure(radius=4, draws=1)
+    assert len(figure.axes) == 2 * len(PSF_FAMILIES)
+    main(["--data_config", "varied", "--indices", "0", "--resolution", "32", "--output", str(tmp_path / "v.png")])
+    assert (tmp_path / "v.png").stat().st_size > 0
