@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.logging import get_logger
 from accelerate.utils import ProjectConfiguration, broadcast, set_seed
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -99,18 +99,54 @@ def for_export(model: torch.nn.Module, args: argparse.Namespace) -> torch.nn.Mod
     return copy.deepcopy(model).half() if args.save_dtype == "fp16" else model
 
 
+EMA_SUBFOLDERS = {"DefocusDeblurNet": "deblur_net_ema", "DualPixelDefocusNet": "defocus_net_ema"}
+"""Where a checkpoint keeps the EMA of each trained net: ``<attribute name>_ema/``, a Hub folder."""
+EMA_STATE = "ema_state.json"
+
+
 def make_ema(args: argparse.Namespace, accelerator: Accelerator, model: torch.nn.Module):
-    """diffusers' ``EMAModel`` of ``model``'s weights (saved and restored with the checkpoints), or None without --use_ema."""
+    """diffusers' ``EMAModel`` of ``model``'s weights, or None without --use_ema.
+
+    Saved and restored with the checkpoints through accelerate's save/load-state hooks, as diffusers' example
+    scripts do: ``checkpoint-N/<name>_ema/`` is a Hub folder of the averaged net (``config.json`` and
+    ``diffusion_pytorch_model.safetensors``: it loads with ``from_pretrained``) plus ``ema_state.json`` (decay,
+    step count), not a pickle. A checkpoint written before this
+    (``custom_checkpoint_0.pkl``) is still read, with ``torch.load(weights_only=True)``.
+    """
     if not args.use_ema:
         return None
     from diffusers.training_utils import EMAModel
 
     unwrapped = accelerator.unwrap_model(model)
-    ema = EMAModel(
-        unwrapped.parameters(), decay=args.ema_decay, model_cls=type(unwrapped), model_config=unwrapped.config
-    )
+    model_cls = type(unwrapped)
+    ema = EMAModel(unwrapped.parameters(), decay=args.ema_decay, model_cls=model_cls, model_config=unwrapped.config)
     ema.to(accelerator.device)
-    accelerator.register_for_checkpointing(ema)
+    subfolder = EMA_SUBFOLDERS.get(model_cls.__name__, "ema")
+
+    def save_hook(models, weights, output_dir):
+        if accelerator.is_main_process:
+            averaged = model_cls.from_config(ema.model_config)
+            ema.copy_to(averaged.parameters())
+            averaged.save_pretrained(Path(output_dir) / subfolder)
+            counters = {k: v for k, v in ema.state_dict().items() if k != "shadow_params"}
+            (Path(output_dir) / subfolder / EMA_STATE).write_text(json.dumps(counters, indent=2))
+
+    def load_hook(models, input_dir):
+        folder, legacy = Path(input_dir) / subfolder, Path(input_dir) / "custom_checkpoint_0.pkl"
+        if folder.is_dir():
+            averaged = model_cls.from_pretrained(folder)
+            state = json.loads((folder / EMA_STATE).read_text())
+            state["shadow_params"] = [p.detach().clone() for p in averaged.parameters()]
+        elif legacy.is_file():
+            logger.warning(f"{input_dir}: reading the EMA from the pickle of an older checkpoint ({legacy.name}).")
+            state = torch.load(legacy, map_location="cpu", weights_only=True)
+        else:
+            raise FileNotFoundError(f"{input_dir} has no EMA weights ({subfolder}/); was it saved without --use_ema?")
+        ema.load_state_dict(state)
+        ema.to(accelerator.device)
+
+    accelerator.register_save_state_pre_hook(save_hook)
+    accelerator.register_load_state_pre_hook(load_hook)
     return ema
 
 
@@ -201,6 +237,7 @@ def check_output_dir(args: argparse.Namespace) -> None:
 
 
 def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
+    """The ``checkpoint-N`` folders of a run, oldest first (complete or not; see :func:`is_complete`)."""
     folder = Path(output_dir)
     if not folder.is_dir():
         return []
@@ -208,30 +245,96 @@ def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
+def is_complete(checkpoint: Path) -> bool:
+    """Whether a checkpoint folder was written to the end: ``step.json`` is the last file :func:`save_checkpoint`
+    writes (checkpoints are also renamed into place only when complete, so this catches older or copied ones)."""
+    try:
+        return isinstance(json.loads((Path(checkpoint) / "step.json").read_text())["step"], int)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def resolve_resume(args: argparse.Namespace) -> Path | None:
+    """The checkpoint to resume from: ``--resume_from_checkpoint`` as given, or the newest *complete* one for
+    "latest" (incomplete ones are skipped with a warning). The run's ``train_log.jsonl`` is cut back to that
+    checkpoint's step (see :func:`truncate_log`), so a resumed run does not log the same steps twice."""
     if args.resume_from_checkpoint is None:
         return None
+    state = PartialState()  # the process's accelerate state (made by the Accelerator already, in the scripts)
     if args.resume_from_checkpoint == "latest":
-        found = list_checkpoints(args.output_dir)
-        return found[-1] if found else None
-    path = Path(args.resume_from_checkpoint)
-    if not path.is_dir():
-        raise SystemExit(f"--resume_from_checkpoint {path} is not a checkpoint folder.")
+        path = None
+        for candidate in reversed(list_checkpoints(args.output_dir)):
+            if is_complete(candidate):
+                path = candidate
+                break
+            logger.warning(f"Skipping {candidate}: incomplete (no step.json; the save was interrupted).")
+        if path is None:
+            return None
+    else:
+        path = Path(args.resume_from_checkpoint)
+        if not path.is_dir():
+            raise SystemExit(f"--resume_from_checkpoint {path} is not a checkpoint folder.")
+        if not is_complete(path):
+            raise SystemExit(f"--resume_from_checkpoint {path} is incomplete (no step.json): its save was interrupted.")
+    if state.is_main_process:
+        truncate_log(args.output_dir, checkpoint_step(path))
     return path
 
 
+def truncate_log(output_dir: str | os.PathLike, step: int) -> int:
+    """Keep the rows of ``<output_dir>/train_log.jsonl`` up to ``step`` (a resumed run logs the later ones again);
+    the rows cut go to ``train_log.superseded.jsonl``, nothing is lost. Returns how many were cut."""
+    log = Path(output_dir) / "train_log.jsonl"
+    if not log.is_file():
+        return 0
+    kept, cut = [], []
+    for line in log.read_text().splitlines():
+        try:
+            row_step = json.loads(line).get("step", 0)
+        except ValueError:
+            row_step = 0  # a half-written last line: keep it out of the way, not in the log
+            cut.append(line)
+            continue
+        (cut if row_step > step else kept).append(line)
+    if cut:
+        with open(Path(output_dir) / "train_log.superseded.jsonl", "a") as handle:
+            handle.writelines(line + "\n" for line in cut)
+        staging = log.with_name(log.name + ".tmp")
+        staging.write_text("".join(line + "\n" for line in kept))
+        os.replace(staging, log)
+        logger.warning(f"{log}: {len(cut)} rows after step {step} moved to train_log.superseded.jsonl (resumed).")
+    return len(cut)
+
+
 def save_checkpoint(accelerator: Accelerator, args: argparse.Namespace, step: int) -> Path:
-    """``accelerator.save_state`` into ``checkpoint-<step>`` after pruning to ``--checkpoints_total_limit``."""
+    """``accelerator.save_state`` into ``checkpoint-<step>``, atomically, then prune to ``--checkpoints_total_limit``.
+
+    The state is written into ``.checkpoint-<step>.incomplete/``, ``step.json`` last, and renamed to
+    ``checkpoint-<step>`` only then; the oldest checkpoints are deleted only after that. A run killed during the
+    save leaves the previous checkpoints as they were (and a hidden folder that the next save removes).
+    """
     output_dir = Path(args.output_dir)
-    if accelerator.is_main_process and args.checkpoints_total_limit:
-        existing = list_checkpoints(output_dir)
-        for old in existing[: max(0, len(existing) - args.checkpoints_total_limit + 1)]:
-            shutil.rmtree(old)
-    accelerator.wait_for_everyone()
-    path = output_dir / f"checkpoint-{step}"
-    accelerator.save_state(str(path))
+    path, staging = output_dir / f"checkpoint-{step}", output_dir / f".checkpoint-{step}.incomplete"
     if accelerator.is_main_process:
-        (path / "step.json").write_text(json.dumps({"step": step}))
+        for stale in [*output_dir.glob(".checkpoint-*.incomplete"), *output_dir.glob(".checkpoint-*.replaced")]:
+            shutil.rmtree(stale)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (staging / "step.json").write_text(json.dumps({"step": step}))
+        if path.exists():  # the same step saved again (a resumed run): the old copy goes once the new one is whole
+            replaced = output_dir / f".checkpoint-{step}.replaced"
+            os.replace(path, replaced)
+            os.replace(staging, path)
+            shutil.rmtree(replaced)
+        else:
+            os.replace(staging, path)
+        if args.checkpoints_total_limit:
+            existing = list_checkpoints(output_dir)
+            for old in existing[: max(0, len(existing) - args.checkpoints_total_limit)]:
+                shutil.rmtree(old)
+    accelerator.wait_for_everyone()
     return path
 
 

@@ -55,10 +55,13 @@ def test_defocusgan_resume_continues_with_the_same_losses(tmp_path, valset):
     first = read_log(out)
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
     assert (out / "checkpoint-2" / "deblur_net" / "diffusion_pytorch_model.safetensors").is_file()
+    # --use_ema: the EMA is a Hub folder of safetensors, not accelerate's custom-object pickle
+    assert (out / "checkpoint-2" / "deblur_net_ema" / "diffusion_pytorch_model.safetensors").is_file()
+    assert not list(out.glob("checkpoint-*/custom_checkpoint_*"))
+    ema_at_4 = (out / "checkpoint-4" / "deblur_net_ema" / "diffusion_pytorch_model.safetensors").read_bytes()
     assert (out / "pipeline" / "model_index.json").is_file() and (out / "pipeline" / "README.md").is_file()
     assert list((out / "validation").glob("step-*.png"))
 
-    (out / "train_log.jsonl").unlink()
     launch(
         "train_defocusgan.py", [*args, "--resume_from_checkpoint", str(out / "checkpoint-2"), "--save_dtype", "fp16"]
     )
@@ -71,7 +74,13 @@ def test_defocusgan_resume_continues_with_the_same_losses(tmp_path, valset):
     with safe_open(out / "pipeline" / "deblur_net" / "diffusion_pytorch_model.safetensors", "pt") as weights:
         assert {weights.get_tensor(k).dtype for k in weights.keys()} == {torch.float16}
     assert DefocusDeblurPipeline.from_pretrained(out / "pipeline").deblur_net.dtype == torch.float32
-    assert sorted(resumed) == [3, 4]
+    # The log is cut back to step 2 on resume (steps 3 and 4 are logged once, by the resumed run)
+    steps = [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps.count(3) == 1 and steps.count(4) == 2  # step 4: losses, validation
+    assert sorted(resumed) == [1, 2, 3, 4]
+    assert (out / "train_log.superseded.jsonl").is_file()
+    # the EMA continued from the checkpoint as if never interrupted
+    assert (out / "checkpoint-4" / "deblur_net_ema" / "diffusion_pytorch_model.safetensors").read_bytes() == ema_at_4
     for step in (3, 4):
         assert resumed[step]["loss/total"] == pytest.approx(first[step]["loss/total"], rel=1e-5, abs=1e-7)
         assert resumed[step]["critic/wasserstein"] == pytest.approx(
