@@ -12,16 +12,21 @@ from PIL import Image
 
 from .colour import _channels_to_rgb, _scale_to_unit
 from .decoding import _check_min_size, load_image
-from .types import _FLOAT_TOLERANCE, ImageLoadError, LoadedImage, _quantize
+from .types import _FLOAT_TOLERANCE, DEFAULT_MIN_SIZE, ImageLoadError, LoadedImage, _quantize
 
 
-def to_tensor(images: Any, min_size: int | None = None) -> tuple[torch.Tensor, list[int]]:
+def to_tensor(images: Any, min_size: int | None = DEFAULT_MIN_SIZE) -> tuple[torch.Tensor, list[int]]:
     """Convert images to a ``(B, 3, H, W)`` float32 tensor in [0, 1] and the list of their bit depths.
 
     Accepted, alone or in a list (all the same size): a PIL image; a :class:`LoadedImage`; a NumPy array
     ``(H, W)``, ``(H, W, C)`` or ``(B, H, W, C)`` with C in {1, 3, 4}, of uint8, uint16 or float in [0, 1];
     a torch tensor ``(C, H, W)`` or ``(B, C, H, W)`` with C in {1, 3}, uint8 or float in [0, 1]. Gray is
     replicated, alpha composited over white. Float inputs count as 16-bit. Tensors keep their device.
+
+    This is the pipeline's one validation path for every input type: the same checks as :func:`load_image`
+    (images smaller than ``min_size`` px on a side are refused with :class:`ImageLoadError`, 16 px by default as in
+    ``load_image``; ``None`` skips the check), and the bit depth reported is the one of the pixel data given (a PIL
+    image of a 16-bit file that Pillow decoded at 8 bits counts as 8-bit).
     """
     items = list(images) if isinstance(images, (list, tuple)) else [images]
     if not items:

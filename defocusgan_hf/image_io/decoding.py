@@ -147,6 +147,9 @@ def _load_pil(
         array, icc_profile = _pil_to_rgb(upright, name, icc_profile, notes)
         if upright.mode.startswith("I;16") or upright.mode in ("I", "F"):
             bit_depth = 16
+        elif bit_depth > 8:  # a PIL image of a 16-bit file: Pillow decoded 8 bits, and only those are here
+            _warn(notes, f"Pillow decoded {name} at 8 bits although the file holds 16; pass the file path to keep 16")
+            bit_depth = 8
     exif = _exif_without_orientation(image)
     icc_profile = _rgb_icc_or_none(icc_profile, name, notes)
     _check_min_size(name, array.shape[1], array.shape[0], min_size)
@@ -251,7 +254,7 @@ def _stored_bit_depth(image: Image.Image) -> int:
         bits = image.tag_v2.get(258, 8)
         bits = bits if isinstance(bits, tuple) else (bits,)
         return 16 if max(bits) > 8 else 8
-    for tile in image.tile:
+    for tile in getattr(image, "tile", None) or ():  # only images read from a file (ImageFile) have tiles
         rawmode = tile.args if isinstance(tile.args, str) else (tile.args[0] if tile.args else "")
         if isinstance(rawmode, str) and ";16" in rawmode:
             return 16

@@ -79,7 +79,7 @@ def _as_rgb_array(image: Any) -> np.ndarray:
         if not np.isfinite(image).all():
             raise ValueError("the image to save contains NaN or infinite values")
         return image
-    tensor, _ = to_tensor(image)
+    tensor, _ = to_tensor(image, min_size=None)  # any size can be written
     if tensor.shape[0] != 1:
         raise ValueError(f"save_image writes one image, got a batch of {tensor.shape[0]}")
     return tensor[0].permute(1, 2, 0).cpu().numpy()

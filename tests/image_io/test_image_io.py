@@ -269,8 +269,8 @@ def test_to_tensor_handles_gray_alpha_and_torch_layouts(rgb8):
     with pytest.warns(UserWarning, match="white"):
         white, _ = to_tensor(rgba)
     torch.testing.assert_close(white, torch.ones_like(white))
-    batch, depths = to_tensor(torch.rand(2, 1, 8, 9))
-    assert batch.shape == (2, 3, 8, 9) and depths == [16, 16]
+    batch, depths = to_tensor(torch.rand(2, 1, 16, 17))
+    assert batch.shape == (2, 3, 16, 17) and depths == [16, 16]
     from_uint8, depths = to_tensor(torch.from_numpy(rgb8).permute(2, 0, 1))
     assert depths == [8]
     torch.testing.assert_close(from_uint8, to_tensor(rgb8)[0])
