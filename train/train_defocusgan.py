@@ -211,11 +211,21 @@ class Batches:
 def log_validation(
     generator, args, accelerator, step: int, validation: list[dict], real_scenes: list | None = None
 ) -> dict[str, float]:
-    """PSNR of the input and of the restored image on the fixed validation samples, and a picture of the first;
-    with ``real_scenes``, the real-capture figures of :func:`training_validation` too."""
+    """PSNR of the input and of the restored image on the fixed synthetic validation samples, with a picture of
+    the first three, and with ``real_scenes`` the real-capture figures of :func:`training_validation`."""
     model = accelerator.unwrap_model(generator)
     was_training = model.training
     model.eval()
+    try:
+        metrics = synthetic_validation(model, args, accelerator, step, validation) if validation else {}
+        if real_scenes:
+            metrics.update(real_validation(model, accelerator, step, real_scenes))
+    finally:
+        model.train(was_training)
+    return metrics
+
+
+def synthetic_validation(model, args, accelerator, step: int, validation: list[dict]) -> dict[str, float]:
     restored_psnr, input_psnr, rows = [], [], []
     for sample in validation:
         blurred = sample["blurred"][None].to(accelerator.device)
@@ -226,7 +236,6 @@ def log_validation(
         input_psnr.append(psnr(blurred[0].float().permute(1, 2, 0).cpu().numpy(), sharp_array))
         if len(rows) < 3:
             rows.append(torch.cat([blurred, restored, sharp], dim=-1)[0])
-    model.train(was_training)
     metrics = {"val/psnr": float(np.mean(restored_psnr)), "val/input_psnr": float(np.mean(input_psnr))}
     metrics["val/psnr_gain"] = metrics["val/psnr"] - metrics["val/input_psnr"]
     grid = (torch.cat(rows, dim=-2).permute(1, 2, 0).clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
@@ -239,25 +248,27 @@ def log_validation(
         if tracker.name == "tensorboard":
             tracker.writer.add_image("validation/blurred_restored_sharp", grid, step, dataformats="HWC")
     logger.info(f"step {step}: validation PSNR {metrics['val/psnr']:.3f} dB (input {metrics['val/input_psnr']:.3f} dB)")
-    if real_scenes:
-        device = accelerator.device
+    return metrics
 
-        @torch.inference_mode()
-        def restore(image: np.ndarray) -> np.ndarray:
-            tensor = torch.from_numpy(image).permute(2, 0, 1)[None].to(device)
-            return model(tensor).sample[0].permute(1, 2, 0).float().cpu().numpy()
 
-        model.eval()
-        metrics.update(training_validation(restore, real_scenes))
-        model.train(was_training)
-        for tracker in accelerator.trackers:
-            if tracker.name == "tensorboard":
-                for key in ("real/psnr_gain", "real/sharp_in", "real/sharp_in_min", "real/worst_gain"):
-                    tracker.writer.add_scalar(key, metrics[key], step)
-        logger.info(
-            f"step {step}: real scenes {metrics['real/psnr_gain']:+.3f} dB over the input (worst "
-            f"{metrics['real/worst_gain']:+.3f}), sharp-in {metrics['real/sharp_in']:.2f} dB (min {metrics['real/sharp_in_min']:.2f})"
-        )
+def real_validation(model, accelerator, step: int, real_scenes: list) -> dict[str, float]:
+    device = accelerator.device
+
+    @torch.inference_mode()
+    def restore(image: np.ndarray) -> np.ndarray:
+        tensor = torch.from_numpy(image).permute(2, 0, 1)[None].to(device)
+        return model(tensor).sample[0].permute(1, 2, 0).float().cpu().numpy()
+
+    metrics = training_validation(restore, real_scenes)
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            for key in ("real/psnr_gain", "real/sharp_in", "real/sharp_in_min", "real/worst_gain"):
+                tracker.writer.add_scalar(key, metrics[key], step)
+    logger.info(
+        f"step {step}: real scenes {metrics['real/psnr_gain']:+.3f} dB over the input (worst "
+        f"{metrics['real/worst_gain']:+.3f}), sharp-in {metrics['real/sharp_in']:.2f} dB "
+        f"(min {metrics['real/sharp_in_min']:.2f})"
+    )
     return metrics
 
 
@@ -379,14 +390,18 @@ def main(args: argparse.Namespace) -> dict[str, float]:
             logger.info(f"step {step}: " + ", ".join(f"{k}={v:.5g}" for k, v in logs.items()))
         if step % args.checkpointing_steps == 0 or step == args.max_train_steps:
             tu.save_checkpoint(accelerator, args, step)
-        validate = validation and (step % args.validation_steps == 0 or step == args.max_train_steps)
+        validate = (validation or real_scenes) and (step % args.validation_steps == 0 or step == args.max_train_steps)
         if accelerator.is_main_process and validate:
             with tu.ema_weights(ema, accelerator.unwrap_model(generator_net)):
                 history = log_validation(generator_net, args, accelerator, step, validation, real_scenes)
             tu.log_jsonl(accelerator, args, history, step)
         history["last_loss"] = logs["loss/total"]
     progress.close()
-    if accelerator.is_main_process and validation and not history.get("val/psnr"):
+    if (
+        accelerator.is_main_process
+        and (validation or real_scenes)
+        and not history.get("val/psnr", history.get("real/psnr"))
+    ):
         if ema is not None:
             ema.copy_to(accelerator.unwrap_model(generator_net).parameters())
         history.update(log_validation(generator_net, args, accelerator, step, validation, real_scenes))

@@ -1,0 +1,48 @@
+"""Stage-2 training with the varied engine, a luma-residual conversion and real-scene validation."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from defocusgan_hf.models import DefocusDeblurNet
+from defocusgan_hf.pipelines import DefocusDeblurPipeline
+
+pytestmark = pytest.mark.slow  # a training subprocess
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_real_validation_is_logged_and_the_export_is_luma(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in ("00", "01", "02"):
+        folder = tmp_path / "real" / name
+        folder.mkdir(parents=True)
+        for file in ("sharp.png", "blurred.png"):
+            Image.fromarray((rng.random((24, 40, 3)) * 255).astype(np.uint8)).save(folder / file)
+    torch.manual_seed(0)
+    init = tmp_path / "init"
+    DefocusDeblurPipeline(
+        deblur_net=DefocusDeblurNet(level_channels=(4, 4, 8, 8, 8), branch_depths=(0, 1, 1, 1))
+    ).save_pretrained(init)
+    out = tmp_path / "run"
+    command = [
+        sys.executable, str(ROOT / "train" / "train_defocusgan.py"), "--output_dir", str(out), "--init_from", str(init),
+        "--luma_residual", "--data_config", "varied", "--max_train_steps", "2", "--validation_steps", "2",
+        "--validation_dir", "", "--real_val_root", str(tmp_path / "real"), "--real_val_scenes", "00,02",
+        "--lambda_perceptual", "0", "--lambda_adv", "0", "--guidance_anneal_steps", "0", "--resolution", "32",
+        "--train_batch_size", "2", "--num_threads", "1", "--logging_steps", "1",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    real = [row for row in rows if "real/psnr_gain" in row]
+    assert real and {"real/sharp_in", "real/sharp_in_min", "real/worst_gain", "real/worse"} <= set(real[-1])
+    exported = DefocusDeblurNet.from_pretrained(out / "pipeline", subfolder="deblur_net")
+    assert exported.config.output_residual == "luma"
