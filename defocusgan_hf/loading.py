@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 BLUR_KERNEL_SUBFOLDER = "blur_kernel"
+WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+"""What ``save_pretrained`` writes for a net (safetensors; ``.bin`` only from old diffusers versions)."""
 
 
 def looks_like_local_path(source: str) -> bool:
@@ -33,6 +35,34 @@ def _local_or_hub(source: str | os.PathLike) -> tuple[Path | None, str]:
     return None, text
 
 
+def check_net_folder(folder: Path, component: str | None = None) -> None:
+    """Raise ``OSError`` naming the component and the file when a saved net's ``config.json`` or weights are missing
+    (diffusers' own message names neither, and first retries with unsafe pickle loading)."""
+    what = f"the `{component}` component" if component else "the net"
+    if not (folder / "config.json").is_file():
+        raise OSError(f"{what} has no config.json: {folder / 'config.json'} does not exist")
+    if not any((folder / name).is_file() or any(folder.glob(name.replace(".", ".*.", 1))) for name in WEIGHT_FILES):
+        present = ", ".join(sorted(p.name for p in folder.iterdir())) or "nothing"
+        raise OSError(
+            f"the weights of {what} are missing: {folder / WEIGHT_FILES[0]} does not exist (the folder holds {present}); "
+            "copy the complete model folder again"
+        )
+
+
+def check_pipeline_folder(folder: Path) -> None:
+    """Each component that ``model_index.json`` lists must have its folder, config and weights (see
+    :func:`check_net_folder`)."""
+    import json
+
+    index = json.loads((folder / "model_index.json").read_text())
+    for component, spec in index.items():
+        if component.startswith("_") or not isinstance(spec, list) or None in spec:
+            continue
+        if not (folder / component).is_dir():
+            raise OSError(f"the `{component}` component is missing: {folder / component} does not exist")
+        check_net_folder(folder / component, component)
+
+
 def load_pipeline(source: str | os.PathLike, device: Any = None, dtype: Any = None, **kwargs: Any):
     """A :class:`~defocusgan_hf.pipelines.DefocusDeblurPipeline` from a pipeline folder or Hub id, or from a bare
     :class:`~defocusgan_hf.models.DefocusDeblurNet` folder (itself, or one holding ``deblur_net/``), which gives a
@@ -43,8 +73,11 @@ def load_pipeline(source: str | os.PathLike, device: Any = None, dtype: Any = No
     from .pipelines import DefocusDeblurPipeline
 
     folder, name = _local_or_hub(source)
+    if folder is not None and folder.is_dir() and (folder / "model_index.json").is_file():
+        check_pipeline_folder(folder)
     if folder is not None and folder.is_dir() and not (folder / "model_index.json").is_file():
         sub = {"subfolder": "deblur_net"} if (folder / "deblur_net" / "config.json").is_file() else {}
+        check_net_folder(folder / sub.get("subfolder", ""), sub.get("subfolder"))
         net = DefocusDeblurNet.from_pretrained(folder, **sub)
         pipeline = DefocusDeblurPipeline(deblur_net=net if dtype is None else net.to(dtype))
     else:
@@ -61,6 +94,8 @@ def load_defocus_net(source: str | os.PathLike, device: Any = None):
 
     folder, name = _local_or_hub(source)
     sub = {"subfolder": "defocus_net"} if folder is not None and (folder / "defocus_net").is_dir() else {}
+    if folder is not None and folder.is_dir():
+        check_net_folder(folder / sub.get("subfolder", ""), sub.get("subfolder"))
     net = DualPixelDefocusNet.from_pretrained(name, **sub).eval()
     return net if device is None else net.to(device)
 
