@@ -21,6 +21,7 @@ empty. Nothing is written anywhere else.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import signal
 import tempfile
@@ -419,11 +420,40 @@ def serve(demo: gr.Blocks, **launch_kwargs) -> None:
         close(demo)
 
 
+def build_error_page(error: BaseException, source: str | None) -> gr.Blocks:
+    """What a visitor sees when the model cannot be loaded at start-up (a bad ``config.json``, missing weights, an
+    unreachable Hub repo): the reason in a sentence; the traceback is in the log."""
+    where = f"`{display_source(source)}`" if source else "the model"
+    with gr.Blocks(title="DefocusGAN: the model could not be loaded") as page:
+        gr.Markdown(
+            "# DefocusGAN: the model could not be loaded\n"
+            f"The app could not start because {where} could not be loaded:\n\n"
+            f"> {app_utils.sentence(str(error))}\n\n"
+            "If you run this app (or this Space), check `$DEFOCUSGAN_MODEL` and the model folder; the log holds the "
+            "full error. Nothing can be processed until it is fixed.",
+            elem_id="startup-error",
+        )
+    return page
+
+
+def startup_demo() -> gr.Blocks:
+    """The page to serve: the app with its model, or :func:`build_error_page` when the model cannot be loaded
+    (the cause goes to the log, with its traceback)."""
+    source = os.environ.get("DEFOCUSGAN_MODEL") or (str(DEFAULT_CHECKPOINT) if DEFAULT_CHECKPOINT.is_dir() else None)
+    try:
+        pipe, source = load_pipeline()
+        print(f"DefocusGAN app: model {source or 'untrained (default configuration)'}")
+        return build_demo(pipe, source)
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        logging.getLogger("defocusgan.app").exception(f"DefocusGAN app: the model {source} could not be loaded")
+        return build_error_page(error, source)
+
+
 def main() -> None:
     threads = configure_threads()
-    pipe, source = load_pipeline()
-    print(f"DefocusGAN app: model {source or 'untrained (default configuration)'}, {threads} CPU threads")
-    serve(build_demo(pipe, source), **LAUNCH_KWARGS)
+    demo = startup_demo()
+    print(f"DefocusGAN app: {threads} CPU threads")
+    serve(demo, **LAUNCH_KWARGS)
 
 
 if __name__ == "__main__":

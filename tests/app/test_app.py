@@ -460,3 +460,31 @@ def test_the_page_names_a_bundled_model_by_its_path_in_the_app(app_module, tmp_p
     assert app_module.display_source(bundled) == "checkpoints/defocusgan-synthetic"
     assert app_module.display_source("org/defocusgan") == "org/defocusgan"
     assert app_module.display_source(str(tmp_path)) == str(tmp_path)
+
+
+@pytest.mark.parametrize("problem", ["config_key", "weights", "hub"])
+def test_a_model_that_cannot_be_loaded_gives_a_page_that_says_why(
+    app_module, model_dir, tmp_path, monkeypatch, problem, caplog
+):
+    """A Space visitor sees a sentence instead of a dead app; the log has the traceback."""
+    import json
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    if problem == "config_key":
+        config = json.loads((broken / "deblur_net" / "config.json").read_text())
+        (broken / "deblur_net" / "config.json").write_text(json.dumps({**config, "levle_channels": [4]}))
+        expected = "levle_channels"
+    elif problem == "weights":
+        (broken / "deblur_net" / "diffusion_pytorch_model.safetensors").unlink()
+        expected = "weights of the `deblur_net` component are missing"
+    else:
+        broken, expected = "nobody/no-such-defocusgan-model", "Hub repo"
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("DEFOCUSGAN_MODEL", str(broken))
+    with caplog.at_level("ERROR"):
+        page = app_module.startup_demo()
+    texts = " ".join(str(getattr(b, "value", "")) for b in page.blocks.values())
+    assert "could not be loaded" in texts and expected in texts
+    assert "Traceback" in caplog.text or caplog.records[-1].exc_info
