@@ -370,16 +370,38 @@ class StepSampler(Sampler[list[int]]):
 
 
 class Cycle(Dataset):
-    """A finite dataset seen as an endless, step-indexed one: sample ``i`` is ``dataset[i % len(dataset)]``."""
+    """A finite dataset of ``N`` items seen as an endless, step-indexed one, in epochs of ``N`` samples.
 
-    def __init__(self, dataset: Dataset):
-        self.dataset = dataset
+    Sample ``i`` belongs to epoch ``e = i // N``; it is item ``order_e[i % N]`` of ``dataset``, where ``order_e`` is
+    a permutation drawn from ``(seed, e)`` (``shuffle``; else the identity), read after ``dataset.set_epoch(e)``
+    when the dataset has one (DPDD's random crops and flips depend on the epoch). Everything is a pure function of
+    ``(seed, i)``: a run resumed at step ``k`` sees what an uninterrupted run sees, in any DataLoader worker.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int = 0, shuffle: bool = True):
+        self.dataset, self.seed, self.shuffle = dataset, int(seed), shuffle
+        self._order: tuple[int, torch.Tensor] | None = None  # (epoch, permutation) of the last epoch read
 
     def __len__(self) -> int:
         return 2**62
 
+    def order(self, epoch: int) -> torch.Tensor:
+        """The permutation of the dataset's items in ``epoch``."""
+        if self._order is None or self._order[0] != epoch:
+            size = len(self.dataset)
+            if self.shuffle:
+                generator = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch * 7919 + 17) % (2**63 - 1))
+                permutation = torch.randperm(size, generator=generator)
+            else:
+                permutation = torch.arange(size)
+            self._order = (epoch, permutation)
+        return self._order[1]
+
     def __getitem__(self, index: int):
-        return self.dataset[index % len(self.dataset)]
+        epoch, position = divmod(int(index), len(self.dataset))
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        return self.dataset[int(self.order(epoch)[position])]
 
 
 def load_model_config(value: str | None) -> dict:
@@ -397,7 +419,9 @@ def training_dataset(args: argparse.Namespace) -> Dataset:
 
         if not args.dpdd_root:
             raise SystemExit("--dataset dpdd needs --dpdd_root (the dd_dp_dataset_canon folder).")
-        return Cycle(DPDDDataset(args.dpdd_root, split="train", crop_size=args.resolution, seed=args.seed))
+        return Cycle(
+            DPDDDataset(args.dpdd_root, split="train", crop_size=args.resolution, seed=args.seed), seed=args.seed
+        )
     from .data import SharpImageDataset
 
     sources = ["skimage", "dead_leaves", "text"] + ([args.image_dir] if args.image_dir else [])
