@@ -125,6 +125,28 @@ def _inode(path: Path) -> tuple[int, int]:
     return stat.st_dev, stat.st_ino
 
 
+OWN_OUTPUT_ENDINGS = tuple(Path(suffix).stem for suffix in DEFOCUS_OUTPUTS.values())
+"""Stems of what ``defocusgan-defocus-map`` writes (``<stem>_defocus_color`` ...); ``--suffix`` adds the deblurred."""
+
+
+def skip_own_outputs(
+    inputs: Sequence[InputFile], specs: Iterable[str], suffix: str = "_deblurred"
+) -> tuple[list[InputFile], list[Path]]:
+    """``(inputs to process, skipped)``: files found in a folder or by a glob whose name ends like an output of
+    this tool (``<stem><suffix>``, or a defocus-map output) are skipped, so that ``-o`` may be the input folder
+    and a second run does not deblur the first run's results (``a_deblurred_deblurred.png``). Files named
+    explicitly are always processed."""
+    explicit = {Path(spec).resolve() for spec in specs if Path(spec).is_file()}
+    endings = (*OWN_OUTPUT_ENDINGS, suffix) if suffix else OWN_OUTPUT_ENDINGS
+    kept, skipped = [], []
+    for item in inputs:
+        if item.path.resolve() not in explicit and item.path.stem.endswith(endings):
+            skipped.append(item.path)
+        else:
+            kept.append(item)
+    return kept, skipped
+
+
 def plan_deblur_outputs(
     inputs: Sequence[InputFile],
     out_dir: Path,
@@ -355,6 +377,17 @@ def deblur_main(argv: Sequence[str] | None = None) -> int:
     _check_tiling(args, parser)
     _resolve_model(args, parser)
     inputs, errors = collect_images(args.inputs, args.recursive)
+    inputs, skipped = skip_own_outputs(inputs, args.inputs, args.suffix)
+    if skipped and _partial_state(args).is_main_process:
+        shown = ", ".join(f"'{p.name}'" for p in skipped[:3]) + (
+            f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        )
+        _report(
+            f"skipped {len(skipped)} file{'s' if len(skipped) != 1 else ''} that look like outputs of this tool "
+            f"({shown}: their names end in --suffix {args.suffix!r} or like a defocus map's files); "
+            "name a file explicitly to deblur it",
+            prefix="note",
+        )
     plans, plan_errors = plan_deblur_outputs(inputs, args.output_dir, args.suffix, args.format, args.overwrite)
     errors += plan_errors
     state, pipeline, exit_code = _start(args, parser, errors, bool(plans), bool(inputs))

@@ -156,6 +156,20 @@ def test_folders_globs_and_recursion(tmp_path, rng, fake):
     assert names(tmp_path / "glob") == ["a_x.png"]
 
 
+def test_a_second_run_into_the_input_folder_skips_its_own_outputs(tmp_path, rng, fake, capsys):
+    """``-o`` the input folder: the first run's ``a_deblurred.png`` is not deblurred again (issue 17, item 8)."""
+    write_rgb8(tmp_path / "a.png", rng)
+    write_rgb8(tmp_path / "b_defocus_color.png", rng)  # a defocus-map preview
+    assert deblur(tmp_path, "-o", tmp_path) == 0
+    assert names(tmp_path) == ["a.png", "a_deblurred.png", "b_defocus_color.png"]
+    assert deblur(tmp_path, "-o", tmp_path, "--overwrite") == 0
+    assert names(tmp_path) == ["a.png", "a_deblurred.png", "b_defocus_color.png"]
+    err = capsys.readouterr().err
+    assert "note: skipped 2 files that look like outputs of this tool ('a_deblurred.png', 'b_defocus_color.png'" in err
+    assert deblur(tmp_path / "a_deblurred.png", "-o", tmp_path / "again") == 0  # named explicitly: processed
+    assert names(tmp_path / "again") == ["a_deblurred_deblurred.png"]
+
+
 def test_bad_file_is_reported_skipped_and_fails_the_run(tmp_path, rng, fake, capsys):
     write_rgb8(tmp_path / "good.png", rng)
     (tmp_path / "fake.jpg").write_text("this is text")
