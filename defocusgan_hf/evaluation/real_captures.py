@@ -63,6 +63,7 @@ class RealScene:
     in_focus: np.ndarray | None = None
     references: dict[str, np.ndarray] = field(default_factory=dict)
     dp_views: tuple[np.ndarray, np.ndarray] | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def detect_layout(root: str | os.PathLike) -> str:
@@ -86,6 +87,17 @@ def eroded_in_focus(mask: np.ndarray, erosion: int = DEFAULT_EROSION) -> np.ndar
         structure = ndimage.generate_binary_structure(2, 1)
         in_focus = ndimage.binary_erosion(in_focus, structure, iterations=int(erosion), border_value=1)
     return in_focus
+
+
+def mask_detail_ratio(image: np.ndarray, mask: np.ndarray) -> float | None:
+    """Mean |Laplacian| of the luminance in the mask's in-focus part (black) over that in its out-of-focus part
+    (white). Below 1 the "in-focus" part holds less fine detail than the blurred part: the mask may be inverted.
+    ``None`` when one part is empty."""
+    in_focus = np.asarray(mask) < 0.5
+    if in_focus.all() or not in_focus.any():
+        return None
+    detail = np.abs(ndimage.laplace(image.mean(axis=-1)))
+    return float(detail[in_focus].mean() / max(float(detail[~in_focus].mean()), 1e-12))
 
 
 def load_scenes(
@@ -140,7 +152,11 @@ def load_masked_photos(
             mask = np.asarray(m.convert("L"), dtype=np.float32) / 255.0
         if mask.shape != image.shape[:2]:
             raise ValueError(f"{path.name}: mask {mask.shape} does not match the photo {image.shape[:2]}.")
-        scenes.append(RealScene(path.stem, image, in_focus=eroded_in_focus(mask, erosion)))
+        scene = RealScene(path.stem, image, in_focus=eroded_in_focus(mask, erosion))
+        ratio = mask_detail_ratio(image, mask)
+        if ratio is not None and ratio < 1:
+            scene.notes.append(f"mask may be inverted: its in-focus part has {ratio:.2f}x the detail of the rest")
+        scenes.append(scene)
     return scenes
 
 
@@ -376,6 +392,7 @@ __all__ = [
     "load_masked_photos",
     "load_real_set",
     "load_scenes",
+    "mask_detail_ratio",
     "masked_psnr",
     "most_changed_crop",
     "reference_rows",

@@ -188,6 +188,11 @@ def run_real_evaluation(args: argparse.Namespace, info: dict) -> list[Path]:
     table = format_real_table(summaries, layout, args.root, args.erosion)
     if dual_pixel is not None:
         table += "\n" + format_dual_pixel_table(dual_pixel["summary"], args.root)
+    notes = {s.name: s.notes for s in scenes if s.notes}
+    if notes:
+        table += "\nNotes on the data (kept in every figure above):\n\n" + "".join(
+            f"- {name}: {'; '.join(text)}\n" for name, text in notes.items()
+        )
     print(table)
     output_dir.mkdir(parents=True, exist_ok=True)
     paths[0].write_text(table + f"\nCommand: `{info['command']}`\n")
@@ -200,6 +205,7 @@ def run_real_evaluation(args: argparse.Namespace, info: dict) -> list[Path]:
         "subsets": subsets,
         "results": summaries,
         "dual_pixel": dual_pixel,
+        "data_notes": notes,
         "table_markdown": table,
     }
     paths[1].write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")

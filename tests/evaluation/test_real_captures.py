@@ -190,3 +190,20 @@ def test_contact_sheet_shows_the_most_changed_crop(scenes_root, tmp_path):
         assert sheet.width >= 3 * 112 and sheet.height > 3 * 80
     with pytest.raises(ValueError):
         contact_sheet(scenes, outputs[:1], tmp_path / "bad.png")
+
+
+def test_an_inverted_mask_is_noted(tmp_path):
+    rng = np.random.default_rng(3)
+    root = tmp_path / "photos"
+    (root / "images").mkdir(parents=True)
+    (root / "blur_masks").mkdir()
+    image = rng.random((40, 60, 3))
+    image[:, 30:] = ndimage.gaussian_filter(image[:, 30:], (3, 3, 0))  # right half blurred
+    _save(image, root / "images" / "p.png")
+    mask = np.zeros((40, 60), np.uint8)
+    mask[:, :30] = 255  # white on the SHARP half: inverted
+    Image.fromarray(mask).save(root / "blur_masks" / "p.png")
+    (scene,) = load_masked_photos(root, erosion=2)
+    assert scene.notes and "inverted" in scene.notes[0]
+    Image.fromarray(255 - mask).save(root / "blur_masks" / "p.png")
+    assert load_masked_photos(root, erosion=2)[0].notes == []
