@@ -148,23 +148,27 @@ def log_validation(
     Saves the kernels as a picture and as data.
 
     Each sample's image is convolved with the kernel bank once, for the reblur and the combined-image search alike;
-    with a ``search_cache``, the search errors are reused while the kernels are unchanged."""
+    with a ``search_cache``, the search errors are reused while the kernels are unchanged. Samples without a true
+    map (DPDD's validation split, ``--dataset dpdd``) give the reblur L1 only."""
     model, blur = accelerator.unwrap_model(net), accelerator.unwrap_model(kernel)
     was_training = model.training
     model.eval()
     kernels = blur()
     search_cache = search_cache or SearchMAECache()
-    cached = search_cache.matches(kernels)
+    has_truth = all("coc" in s for s in validation)
+    cached = search_cache.matches(kernels) or not has_truth
     reblur_l1, coc_abs_mae, coc_mae, mean_map_mae, search_abs_mae, search_mae = [], [], [], [], [], []
-    mean_abs = float(np.mean([s["coc"].abs().mean() for s in validation]))
+    mean_abs = float(np.mean([s["coc"].abs().mean() for s in validation])) if has_truth else 0.0
     for sample in validation:
         batch = {k: v[None].to(accelerator.device) for k, v in sample.items() if isinstance(v, torch.Tensor)}
-        true = batch["coc"]
         pred = model(batch["left"], batch["right"]).defocus_map
         # The combined-image search needs every layer of the bank; without it reblur computes only those the map reaches.
         views = (batch["left"], batch["right"]) if args.search_dp_views else None
         layers = None if cached or views is not None else bank_layers(batch["sharp"], kernels)
         reblur_l1.append(float(reblur_loss(batch["sharp"], batch["blurred"], pred, kernels, layers)))
+        if not has_truth:
+            continue
+        true = batch["coc"]
         coc_abs_mae.append(float((pred.abs() - true.abs()).abs().mean()))
         coc_mae.append(float((pred - true).abs().mean()))
         mean_map_mae.append(float((true.abs() - mean_abs).abs().mean()))
@@ -174,7 +178,7 @@ def log_validation(
         if views is not None:  # a signed target
             search_mae.append(float((searched - true).abs().mean()))
         search_abs_mae.append(float((searched.abs() - true.abs()).abs().mean()))
-    if not cached:
+    if not cached:  # (never without true maps)
         values = {"val/search_abs_mae_px": float(np.mean(search_abs_mae))}
         if search_mae:
             values["val/search_mae_px"] = float(np.mean(search_mae))
@@ -184,13 +188,16 @@ def log_validation(
     folder.mkdir(parents=True, exist_ok=True)
     kernel_figure(kernels, folder / f"kernels-step-{step:07d}.png")
     save_file({"kernels": kernels.float().cpu().contiguous()}, str(folder / f"kernels-step-{step:07d}.safetensors"))
-    metrics = {
-        "val/reblur_l1": float(np.mean(reblur_l1)),
-        "val/coc_abs_mae_px": float(np.mean(coc_abs_mae)),
-        "val/coc_mae_px": float(np.mean(coc_mae)),
-        "val/mean_map_abs_mae_px": float(np.mean(mean_map_mae)),
-        **search_cache.values,
-    }
+    metrics = {"val/reblur_l1": float(np.mean(reblur_l1))}
+    if has_truth:
+        metrics.update(
+            {
+                "val/coc_abs_mae_px": float(np.mean(coc_abs_mae)),
+                "val/coc_mae_px": float(np.mean(coc_mae)),
+                "val/mean_map_abs_mae_px": float(np.mean(mean_map_mae)),
+                **search_cache.values,
+            }
+        )
     logger.info(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
     return metrics
 
@@ -329,7 +336,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
             title="Dual-pixel defocus-map net (defocusgan_hf, stage 1)",
             description=f"Trained without ground-truth maps by `train/train_defocus_map.py` for {step} steps on "
             f"{args.dataset} data with the {args.kernel} kernel ({args.resolution}² crops, batch {args.train_batch_size}). "
-            f"Metrics on the first {len(validation)} samples of `{args.validation_dir}`.",
+            f"Metrics on the first {len(validation)} samples of {tu.validation_source(args)}.",
             metrics=history,
             command="accelerate launch train/train_defocus_map.py " + " ".join(sys.argv[1:]),
             tags=["defocus-map", "depth-estimation"],

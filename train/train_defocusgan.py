@@ -320,7 +320,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         )
 
     batches = Batches(args, accelerator, start_step, defocus_net)
-    validation = tu.validation_samples(args)
+    validation = tu.validation_samples(args, dp_views=False)
     real_scenes = load_scenes(args.real_val_root, args.real_val_scenes.split(",")) if args.real_val_root else None
     critic_generator = torch.Generator(device=accelerator.device)
     progress = tqdm(
@@ -426,7 +426,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
             title="DefocusGAN generator (defocusgan_hf)",
             description=f"Trained with `train/train_defocusgan.py` for {step} steps on {args.dataset} data "
             f"({args.resolution}² crops, batch {args.train_batch_size}). Metrics on the first "
-            f"{len(validation)} samples of `{args.validation_dir}`.",
+            f"{len(validation)} samples of {tu.validation_source(args)}.",
             metrics=history,
             command="accelerate launch train/train_defocusgan.py " + " ".join(sys.argv[1:]),
             tags=["defocusgan"],
