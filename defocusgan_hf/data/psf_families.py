@@ -157,27 +157,43 @@ def sample_psf_shape(generator: torch.Generator, families: Sequence[str] = PSF_F
 
 
 @lru_cache(maxsize=4096)
-def _view_psfs(radius: float, shape: PSFShape, softness: float, falloff: float) -> torch.Tensor:
+def _view_psfs(
+    radius: float, shape: PSFShape, softness: float, falloff: float, offset: float, vertical: bool
+) -> torch.Tensor:
     combined = combined_psf(abs(radius), shape)
     if radius == 0:
         return torch.stack([combined, combined])
-    m_left, m_right = aperture_masks(combined.shape[-1], abs(radius), softness, falloff)
+    m_left, m_right = aperture_masks(combined.shape[-1], abs(radius), softness, falloff, offset)
+    if vertical:  # the split runs along y: the first view sees the top half-aperture
+        m_left, m_right = m_left.T, m_right.T
     left, right = combined * m_left, combined * m_right
     left, right = left / left.sum().clamp_min(1e-12), right / right.sum().clamp_min(1e-12)
     return torch.stack([left, right] if radius > 0 else [right, left])
 
 
 class FamilyPSFBank(DualPixelPSFBank):
-    """DP PSFs of one :class:`PSFShape` on the grid of signed radii (see :class:`DualPixelPSFBank`)."""
+    """DP PSFs of one :class:`PSFShape` on the grid of signed radii (see :class:`DualPixelPSFBank`).
+
+    ``offset`` moves the split off centre (unequal half-apertures, :func:`aperture_masks`); ``vertical`` splits
+    the aperture top/bottom instead of left/right (many phone sensors)."""
 
     def __init__(
-        self, shape: PSFShape, max_coc: float = 25.0, step: float = 1.0, softness: float = 0.15, falloff: float = 0.3
+        self,
+        shape: PSFShape,
+        max_coc: float = 25.0,
+        step: float = 1.0,
+        softness: float = 0.15,
+        falloff: float = 0.3,
+        offset: float = 0.0,
+        vertical: bool = False,
     ):
         super().__init__(max_coc, step, softness, falloff)
-        self.shape = shape
+        self.shape, self.offset, self.vertical = shape, float(offset), bool(vertical)
 
     def view_psfs(self, radius: float) -> torch.Tensor:
-        return _view_psfs(round(radius, 6), self.shape, float(self.softness), float(self.falloff))
+        return _view_psfs(
+            round(radius, 6), self.shape, float(self.softness), float(self.falloff), self.offset, self.vertical
+        )
 
 
 __all__ = ["PSF_FAMILIES", "FamilyPSFBank", "PSFShape", "combined_psf", "sample_psf_shape", "support"]

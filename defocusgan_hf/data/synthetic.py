@@ -73,6 +73,9 @@ class DualPixelConfig:
         all_in_focus_prob: probability that every layer is in focus (nothing to undo: the identity is the target).
         background_in_focus_prob: probability that the background layer is in focus (a mostly sharp photo).
         tone_curve_range: strength of a random S-shaped tone curve after the gamma (uniform; 0 = none).
+        split_offset_range: per-sample off-centre DP split (unequal half-apertures), a fraction of the radius.
+        vertical_split_prob: probability that the aperture is split top/bottom (the first view seeing the top
+            half), as on many phones; the pipeline detects and transposes such pairs, so training keeps it 0.
     """
 
     max_coc: float = 25.0
@@ -100,13 +103,22 @@ class DualPixelConfig:
     all_in_focus_prob: float = 0.0
     background_in_focus_prob: float = 0.0
     tone_curve_range: tuple[float, float] = (0.0, 0.0)
+    split_offset_range: tuple[float, float] = (0.0, 0.0)
+    vertical_split_prob: float = 0.0
 
     def __post_init__(self):
         if not 0 < self.coc_step <= 1:
             raise ValueError(f"`coc_step` must be in (0, 1] pixels, got {self.coc_step}.")
         if not 0 < self.max_coc <= 64:
             raise ValueError(f"`max_coc` must be in (0, 64] pixels, got {self.max_coc}.")
-        probabilities = ("noise_prob", "jpeg_prob", "in_focus_prob", "highlight_prob", "grey_prob")
+        probabilities = (
+            "noise_prob",
+            "jpeg_prob",
+            "in_focus_prob",
+            "highlight_prob",
+            "grey_prob",
+            "vertical_split_prob",
+        )
         for name in probabilities + ("all_in_focus_prob", "background_in_focus_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"`{name}` must be a probability in [0, 1], got {getattr(self, name)}.")
@@ -125,6 +137,7 @@ class DualPixelConfig:
             all_in_focus_prob=0.12,
             background_in_focus_prob=0.2,
             tone_curve_range=(0.0, 0.6),
+            split_offset_range=(-0.15, 0.15),
             noise_prob=0.7,
             shot_noise_range=(3e-5, 5e-3),
             read_noise_range=(2e-4, 5e-3),
@@ -228,14 +241,17 @@ class DualPixelRenderer:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """DP views with the fixed bank, or per sample with a drawn PSF family and DP masks."""
         c = self.config
-        if not c.psf_families and c.split_softness_range is None and c.light_falloff_range is None:
+        varied_masks = c.split_softness_range or c.light_falloff_range or c.split_offset_range != (0.0, 0.0)
+        if not c.psf_families and not varied_masks and c.vertical_split_prob == 0:
             return render_layers(linear, alpha, coc, self.bank)
         views = []
         for b in range(linear.shape[0]):
             shape = sample_psf_shape(generator, c.psf_families) if c.psf_families else PSFShape("eq3")
             softness = uniform(generator, *(c.split_softness_range or (c.split_softness,) * 2), 1).item()
             falloff = uniform(generator, *(c.light_falloff_range or (c.light_falloff,) * 2), 1).item()
-            bank = FamilyPSFBank(shape, c.max_coc, c.coc_step, softness, falloff)
+            offset = uniform(generator, *c.split_offset_range, 1).item() if c.split_offset_range != (0.0, 0.0) else 0.0
+            vertical = c.vertical_split_prob > 0 and bool(_rand(generator, 1) < c.vertical_split_prob)
+            bank = FamilyPSFBank(shape, c.max_coc, c.coc_step, softness, falloff, offset, vertical)
             views.append(render_layers(linear[b : b + 1], alpha[b : b + 1], coc[b : b + 1], bank))
         return torch.cat([v[0] for v in views]), torch.cat([v[1] for v in views])
 

@@ -37,16 +37,23 @@ DEFAULT_LIGHT_FALLOFF = 0.3
 
 
 def aperture_masks(
-    size: int, radius: float, softness: float = DEFAULT_SPLIT_SOFTNESS, falloff: float = DEFAULT_LIGHT_FALLOFF
+    size: int,
+    radius: float,
+    softness: float = DEFAULT_SPLIT_SOFTNESS,
+    falloff: float = DEFAULT_LIGHT_FALLOFF,
+    offset: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Complementary ``(size, size)`` masks ``(m_left, m_right)`` of the far side of focus; they sum to 1."""
+    """Complementary ``(size, size)`` masks ``(m_left, m_right)`` of the far side of focus; they sum to 1.
+
+    ``offset`` moves the split off the aperture's centre (a fraction of the radius, > 0 to the right): the two
+    half-apertures then differ in size, as on sensors whose photodiodes are not centred under the microlens."""
     if not 0.0 < softness:
         raise ValueError(f"`softness` must be > 0 (a fraction of the radius), got {softness}.")
     if not 0.0 <= falloff <= 1.0:
         raise ValueError(f"`falloff` must be in [0, 1], got {falloff}.")
     x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     u = x / max(radius, 1e-6)
-    left = (1 - falloff) * torch.sigmoid(-u / softness) + falloff * (1 - u.clamp(-1, 1)) / 2
+    left = (1 - falloff) * torch.sigmoid(-(u - offset) / softness) + falloff * (1 - u.clamp(-1, 1)) / 2
     left = left.expand(size, size)
     return left.float(), (1 - left).float()
 

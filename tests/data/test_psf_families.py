@@ -138,3 +138,52 @@ def test_highlights_become_bokeh_discs():
     )
     assert float(bright["blurred"].amax()) > float(dim["blurred"].amax()) + 0.2
     assert torch.equal(dim["sharp"], bright["sharp"])  # the target clips the light at white either way
+
+
+def _constant_scene(coc: float, bank, size: int = 64):
+    torch.manual_seed(1)
+    image = torch.rand(1, 3, size, size, dtype=torch.float64)
+    field = torch.full((1, 1, 1, size, size), coc, dtype=torch.float64)
+    left, right = render_layers(image[:, None], torch.ones_like(field), field, bank)
+    return image, left, right
+
+
+def test_vertical_split_moves_the_disparity_to_y():
+    from defocusgan_hf.dual_pixel_views import detect_split
+
+    shape = PSFShape("disc", edge=0.1)
+    for vertical, expected in ((False, "horizontal"), (True, "vertical")):
+        bank = FamilyPSFBank(shape, max_coc=8, softness=0.1, falloff=0.0, vertical=vertical)
+        _, left, right = _constant_scene(5.0, bank)
+        assert detect_split(left.float(), right.float())[0] == expected
+
+
+def test_off_centre_split_gives_unequal_half_apertures():
+    from defocusgan_hf.models.dual_pixel import aperture_masks
+
+    centred = aperture_masks(21, 8.0, 0.1, 0.0)[0]
+    shifted = aperture_masks(21, 8.0, 0.1, 0.0, offset=0.2)[0]
+    assert float(shifted.sum()) > float(centred.sum())  # the left half-aperture grows when the split moves right
+    assert torch.allclose(sum(aperture_masks(21, 8.0, 0.1, 0.3, offset=0.2)), torch.ones(21, 21))
+
+
+def test_dp_view_search_finds_the_side_without_the_renderers_masks():
+    """The stage-1 DP-view search assumes the default half-aperture model; the varied engine renders with other
+    masks, split offsets and PSF shapes. The search must still tell near from far on such data."""
+    from defocusgan_hf.models.blur_kernel import kernel_bank
+    from defocusgan_hf.models.dual_pixel import dual_pixel_view_kernels
+    from defocusgan_hf.models.reblur import search_signed_coc
+
+    view_kernels = dual_pixel_view_kernels(kernel_bank(8)).double()  # the search's own (default) masks
+    bank = FamilyPSFBank(PSFShape("polygon", blades=7, edge=0.2), max_coc=8, softness=0.35, falloff=0.5, offset=0.1)
+    for coc in (5.0, -5.0):
+        sharp, left, right = _constant_scene(coc, bank)
+        found = search_signed_coc(sharp, left, right, view_kernels)[..., 12:-12, 12:-12]
+        assert float((torch.sign(found) == math.copysign(1, coc)).double().mean()) > 0.9, coc
+        assert abs(float(found.abs().median()) - 5.0) < 1.5
+
+
+def test_varied_config_draws_masks_unlike_the_search_defaults():
+    config = DualPixelConfig.varied()
+    assert config.split_softness_range[1] > 0.15 * 2 and config.light_falloff_range[1] > 0.3
+    assert config.split_offset_range != (0.0, 0.0)
