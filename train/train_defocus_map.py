@@ -28,6 +28,7 @@ from accelerate.logging import get_logger
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from defocusgan_hf import recipes
 from defocusgan_hf import training_utils as tu
 from defocusgan_hf.data import DualPixelConfig, DualPixelRenderer
 from defocusgan_hf.loading import load_defocus_net
@@ -36,6 +37,7 @@ from defocusgan_hf.models import DualPixelDefocusNet, LearnableBlurKernel
 from defocusgan_hf.models.reblur import bank_layers
 
 logger = get_logger(__name__)
+CONFIGS = Path(__file__).resolve().parent / "configs"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -63,10 +65,26 @@ def parse_args(argv=None) -> argparse.Namespace:
         "in the released code). The shared kernel is parametrised in log space: at the net's 2e-5 it barely moves in "
         "a 5-epoch block, so give it its own rate (e.g. 1e-3) when the data's PSF differs from the initial shape.",
     )
-    add("--net_only_steps", type=int, default=10_000, help="Steps of net-only training first (paper: 10 epochs).")
-    add("--alternate_steps", type=int, default=5_000, help="Length of each kernel / net block (paper: 5 epochs).")
-    add("--alternate_until_steps", type=int, default=30_000, help="Alternation ends here (paper: 30 epochs).")
-    add("--lambda_reblur", type=float, default=1.0, help="Weight of the L1 reblur loss (released code: 1000).")
+    add(
+        "--net_only_steps",
+        type=int,
+        default=10_000,
+        help="Steps of net-only training first (ours: 10,000 steps; paper: 10 epochs, --recipe paper).",
+    )
+    add(
+        "--alternate_steps",
+        type=int,
+        default=5_000,
+        help="Length of each kernel / net block (ours: 5,000 steps; paper: 5 epochs, --recipe paper).",
+    )
+    add(
+        "--alternate_until_steps",
+        type=int,
+        default=30_000,
+        help="Alternation ends here (ours: 30,000 steps; released code: after the kernel block of epochs 20-24, "
+        "i.e. 25 epochs, --recipe paper).",
+    )
+    add("--lambda_reblur", type=float, default=1.0, help="Weight of the L1 reblur loss (ours: 1; released code: 1000).")
     add("--lambda_smooth", type=float, default=1e-5, help="λ of the gradient prior (paper: 1e-5).")
     add(
         "--smoothness_start_step",
@@ -94,7 +112,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         action="store_true",
         help="Synthetic data without noise, JPEG, vignetting, gamma/exposure change.",
     )
-    args = parser.parse_args(argv)
+    recipes.add_recipe_args(parser, CONFIGS, "defocus_map")
+    args = recipes.parse_args(parser, argv, CONFIGS, "defocus_map")
     if args.kernel_learning_rate is not None and not args.kernel_learning_rate > 0:
         parser.error(f"--kernel_learning_rate must be > 0, got {args.kernel_learning_rate}.")
     return args
@@ -220,6 +239,8 @@ def log_validation(
 def main(args: argparse.Namespace) -> dict[str, float]:
     tu.check_output_dir(args)
     accelerator = tu.make_accelerator(args)
+    if args.recipe_steps:
+        logger.info(f"--recipe {args.recipe}, in steps: {args.recipe_steps}")
     resume = tu.resolve_resume(args)
 
     if args.init_from:

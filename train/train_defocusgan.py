@@ -30,6 +30,7 @@ import torch
 from accelerate.logging import get_logger
 from tqdm.auto import tqdm
 
+from defocusgan_hf import recipes
 from defocusgan_hf import training_utils as tu
 from defocusgan_hf.data import DualPixelConfig, DualPixelRenderer
 from defocusgan_hf.evaluation.real_captures import load_scenes, training_validation
@@ -47,6 +48,7 @@ from defocusgan_hf.models.vgg import VGG19Features
 from defocusgan_hf.pipelines import DefocusDeblurPipeline
 
 logger = get_logger(__name__)
+CONFIGS = Path(__file__).resolve().parent / "configs"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -69,7 +71,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--lr_halving_steps",
         type=int,
         default=0,
-        help="Halve the learning rate every N steps (paper: every 30 epochs).",
+        help="Halve the learning rate every N steps (ours: 0, constant; paper: every 30 epochs, --recipe paper).",
     )
     add("--lambda_content", type=float, default=1.0, help="Weight of the L1 content loss (paper: 1).")
     add("--lambda_perceptual", type=float, default=0.012, help="α, weight of the VGG19 conv3_3 loss (paper: 0.012).")
@@ -87,12 +89,18 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="Table 6: defocus-weighted or plain.",
     )
     add("--critic_steps", type=int, default=2, help="Critic updates per generator step (released code: 2).")
-    add("--critic_start_step", type=int, default=0, help="First step with critic updates.")
+    add(
+        "--critic_start_step",
+        type=int,
+        default=0,
+        help="First step with critic updates (ours: 0; released code: epoch 5, --recipe paper).",
+    )
     add(
         "--adversarial_start_step",
         type=int,
         default=0,
-        help="First step with the adversarial term in the generator loss.",
+        help="First step with the adversarial term in the generator loss (ours: 0; released code: epoch 10, "
+        "--recipe paper).",
     )
     add("--critic_learning_rate", type=float, default=None, help="Critic lr (default: --learning_rate).")
     add("--gp_weight", type=float, default=10.0, help="WGAN-GP gradient-penalty weight.")
@@ -150,7 +158,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help="Stage-1 folder to include in the final pipeline (not used for guidance).",
     )
-    args = parser.parse_args(argv)
+    recipes.add_recipe_args(parser, CONFIGS, "defocusgan")
+    args = recipes.parse_args(parser, argv, CONFIGS, "defocusgan")
     if args.lambda_perceptual > 0 and args.vgg_weights is None:
         parser.error(
             "--lambda_perceptual > 0 needs VGG19 ImageNet weights: download timm/vgg19.tv_in1k's model.safetensors on "
@@ -275,6 +284,8 @@ def real_validation(model, accelerator, step: int, real_scenes: list) -> dict[st
 def main(args: argparse.Namespace) -> dict[str, float]:
     tu.check_output_dir(args)
     accelerator = tu.make_accelerator(args)
+    if args.recipe_steps:
+        logger.info(f"--recipe {args.recipe}, in steps: {args.recipe_steps}")
     resume = tu.resolve_resume(args)
 
     generator_net = build_generator(args)
