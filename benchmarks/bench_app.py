@@ -1,8 +1,9 @@
 """Benchmark of the Gradio app on the CPU: start-up time and memory, and the time to deblur a 1680×1120 photo.
 
-1. Start-up: a fresh Python process imports app.py, loads the model the app would load (``load_pipeline()``: the
-   shipped checkpoint when present, else the default configuration untrained), builds the page and starts the
-   server; wall time from process start to "server ready" and resident memory are printed.
+1. Start-up, cold (a fresh Python process): it imports app.py, loads the model the app would load
+   (``load_pipeline()``: the shipped checkpoint when present, else the default configuration untrained), builds the
+   page, starts the server and fetches the page and its config once, as a first visitor's browser does; wall time
+   from process start to that first page, its parts, and resident memory are printed.
 2. Deblurring: the default full-size ``DefocusDeblurNet()`` with the app's tile settings, on a 1680×1120 JPEG (the
    size of DPDD photos), for each thread count: the pipeline alone and the whole request (read the upload,
    deblur, write the full-resolution PNG and the two slider previews). One warm-up run, then the median of
@@ -67,7 +68,8 @@ def rss_mb() -> tuple[float, float]:
 
 
 def startup_child() -> None:
-    """Runs in a fresh process: start the app as `python app.py` would, report, stop."""
+    """Runs in a fresh process: start the app as `python app.py` does (``app.startup_demo()``), fetch the page once
+    as a browser's first visit would, report, stop."""
     start = time.perf_counter()
     sys.path.insert(0, str(ROOT))
     import app
@@ -78,14 +80,22 @@ def startup_child() -> None:
     loaded = time.perf_counter()
     demo = app.build_demo(pipe, source)
     built = time.perf_counter()
-    demo.launch(prevent_thread_lock=True, quiet=True, **app.LAUNCH_KWARGS)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.LAUNCH_KWARGS)
     ready = time.perf_counter()
+    import httpx
+
+    page = httpx.get(url, timeout=120)
+    page.raise_for_status()
+    config = httpx.get(url.rstrip("/") + "/config", timeout=120)
+    config.raise_for_status()
+    served = time.perf_counter()
     current, peak = rss_mb()
     report = {
         "imports_s": imported - start,
         "model_s": loaded - imported,
         "page_s": built - loaded,
         "launch_s": ready - built,
+        "first_page_s": served - ready,
         "rss_mib": current,
         "peak_rss_mib": peak,
         "threads": threads,
@@ -109,7 +119,7 @@ def measure_startup() -> None:
         text=True,
     )
     output, lines, wall = [], [], None
-    for line in child.stdout:  # the wall time stops at the "ready" line, before the child shuts down
+    for line in child.stdout:  # the wall time stops at the "ready" line (page served), before the child shuts down
         output.append(line)
         if line.startswith(READY):
             wall = time.perf_counter() - start
@@ -117,11 +127,12 @@ def measure_startup() -> None:
     if child.wait(timeout=600) != 0 or not lines:
         raise RuntimeError("the app did not start:\n" + "".join(output))
     report = json.loads(lines[0][len(READY) :])
-    print("== App start-up (fresh process, `python app.py` minus serving forever)")
+    print("== App start-up (fresh process, `python app.py` minus serving forever, then the page and its config once)")
     print(f"model: {report['model']} ({report['parameters'] / 1e6:.2f}M parameters), {report['threads']} threads")
     print(
-        f"process start -> server ready: {wall:.1f} s wall, of which imports {report['imports_s']:.1f} s, "
-        f"model {report['model_s']:.1f} s, page {report['page_s']:.1f} s, server {report['launch_s']:.1f} s"
+        f"process start -> first page served: {wall:.1f} s wall, of which imports {report['imports_s']:.1f} s, "
+        f"model {report['model_s']:.1f} s, page {report['page_s']:.1f} s, server {report['launch_s']:.1f} s, "
+        f"first page and config {report['first_page_s']:.1f} s"
     )
     print(f"memory once ready: {report['rss_mib']:.0f} MiB resident (peak {report['peak_rss_mib']:.0f} MiB)")
 
