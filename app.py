@@ -73,6 +73,7 @@ CONCURRENCY_LIMIT, QUEUE_SIZE = 1, 16
 """One request at a time uses every core (two requests would only halve each other's speed); 16 may wait."""
 CACHE_FREQUENCY_S, CACHE_AGE_S = 60, 600
 """Every minute, Gradio deletes its cached files (uploads and results) not used for 10 minutes."""
+MAP_LABEL = "Defocus map: CoC radius (px)"
 UNTRAINED_BANNER = (
     "⚠️ **Untrained weights — results are not meaningful.** No trained checkpoint was found "
     "(`$DEFOCUSGAN_MODEL` or `checkpoints/defocusgan-synthetic/`), so the app runs the default configuration with "
@@ -370,13 +371,18 @@ def build_demo(
                 map_slider = gr.ImageSlider(
                     label="Combined view / all-in-focus", format="png", type="filepath", interactive=False
                 )
-                figure = gr.Image(
-                    label="Defocus map: CoC radius (px)",
-                    format="png",
-                    type="filepath",
-                    interactive=False,
-                    elem_id="dp-map",
-                )
+                with gr.Column():
+                    # The caption goes above the image, not in Gradio's label badge, which sits on the image's
+                    # top-left corner and hid that part of the map.
+                    gr.Markdown(f"**{MAP_LABEL}**", elem_id="dp-map-caption")
+                    figure = gr.Image(
+                        label=MAP_LABEL,
+                        show_label=False,
+                        format="png",
+                        type="filepath",
+                        interactive=False,
+                        elem_id="dp-map",
+                    )
             with gr.Row():
                 map_png = gr.File(label="Defocus map, 16-bit PNG", interactive=False, height=80)
                 map_npy = gr.File(label="Defocus map, NumPy .npy", interactive=False, height=80)

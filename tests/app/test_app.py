@@ -488,3 +488,11 @@ def test_a_model_that_cannot_be_loaded_gives_a_page_that_says_why(
     texts = " ".join(str(getattr(b, "value", "")) for b in page.blocks.values())
     assert "could not be loaded" in texts and expected in texts
     assert "Traceback" in caplog.text or caplog.records[-1].exc_info
+
+
+def test_the_defocus_map_has_its_caption_above_it_not_over_its_corner(server, app_module):
+    """Gradio's label badge covers the top-left corner of an image; the map's caption is a line above it."""
+    blocks = list(server[1].blocks.values())
+    figure = next(b for b in blocks if getattr(b, "elem_id", None) == "dp-map")
+    caption = next(b for b in blocks if getattr(b, "elem_id", None) == "dp-map-caption")
+    assert figure.show_label is False and app_module.MAP_LABEL in caption.value
