@@ -26,11 +26,13 @@ import numpy as np
 import torch
 from accelerate.logging import get_logger
 from safetensors.torch import save_file
+from torch.utils.data import default_collate
 from tqdm.auto import tqdm
 
 from defocusgan_hf import recipes
 from defocusgan_hf import training_utils as tu
 from defocusgan_hf.data import DualPixelConfig, DualPixelRenderer
+from defocusgan_hf.data.real_dual_pixel import RealDualPixelDataset, load_real_dual_pixel
 from defocusgan_hf.loading import load_defocus_net
 from defocusgan_hf.losses import defocus_map_loss, reblur_loss, search_target
 from defocusgan_hf.models import DualPixelDefocusNet, LearnableBlurKernel
@@ -111,6 +113,31 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--clean_data",
         action="store_true",
         help="Synthetic data without noise, JPEG, vignetting, gamma/exposure change.",
+    )
+    add(
+        "--data_config",
+        default="eq3",
+        choices=["eq3", "varied"],
+        help="Synthetic data: 'eq3' (the first engine, the default here) or 'varied' (PSF families, random DP masks "
+        "and split offsets, highlights, in-focus and grey scenes: DualPixelConfig.varied; ours).",
+    )
+    add(
+        "--real_dp_root",
+        default=None,
+        help="Folder of real DP captures (scene folders with dp_a/dp_b/sharp/blurred, e.g. ../shared/real/dpdd_gif, "
+        "view order detected; or DPDD's train_l/r/c) mixed into the synthetic batches: unsupervised, no true maps.",
+    )
+    add(
+        "--real_dp_scenes",
+        default=None,
+        help="Comma-separated scene folders (or DPDD file stems) of --real_dp_root to train on; hold out the rest "
+        "and report on those.",
+    )
+    add(
+        "--real_dp_every",
+        type=int,
+        default=2,
+        help="With --real_dp_root, every N-th step trains on a real batch (2: half the steps), the others on synthetic.",
     )
     recipes.add_recipe_args(parser, CONFIGS, "defocus_map")
     args = recipes.parse_args(parser, argv, CONFIGS, "defocus_map")
@@ -285,8 +312,26 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         )
 
     config = DualPixelConfig(max_coc=args.max_coc)
+    if args.data_config == "varied":
+        config = DualPixelConfig.varied(max_coc=args.max_coc)
     renderer = DualPixelRenderer(config.clean() if args.clean_data else config)
     iterator = iter(tu.step_loader(tu.training_dataset(args), args, accelerator, start_step))
+    real_batch = None
+    if args.real_dp_root:
+        names = args.real_dp_scenes.split(",") if args.real_dp_scenes else None
+        captures = load_real_dual_pixel(args.real_dp_root, names)
+        logger.info(
+            "Real DP captures: "
+            + ", ".join(f"{c.name}{' (views swapped)' if c.swapped else ''}" for c in captures)
+            + " (view order by the far-focus prior, data/real_dual_pixel.py)"
+        )
+        real_data = RealDualPixelDataset(captures, args.resolution, length=2**40, seed=args.seed)
+
+        def real_batch(step: int) -> dict[str, torch.Tensor]:
+            """The real batch of ``step``, fixed by the step and the process (exact on resume)."""
+            first = (step * accelerator.num_processes + accelerator.process_index) * args.train_batch_size
+            return default_collate([real_data[first + i] for i in range(args.train_batch_size)])
+
     validation = tu.validation_samples(args)
     search_cache = SearchMAECache()
 
@@ -305,8 +350,12 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         tu.set_learning_rate(optimizer_net, args.learning_rate * schedule(step))
         smooth = args.lambda_smooth if step >= args.smoothness_start_step else 0.0
         for _ in range(args.gradient_accumulation_steps):
-            batch = {k: v.to(accelerator.device) for k, v in next(iterator).items() if isinstance(v, torch.Tensor)}
-            if args.dataset == "synthetic":
+            batch = next(iterator)  # drawn every step, so that resuming replays the same stream
+            real = real_batch is not None and step % args.real_dp_every == 0
+            if real:
+                batch = real_batch(step)
+            batch = {k: v.to(accelerator.device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+            if args.dataset == "synthetic" and not real:
                 generator = tu.step_generator(args.seed, step, accelerator.process_index, accelerator.device)
                 with torch.no_grad():
                     batch = renderer(batch["sharp"], generator)
