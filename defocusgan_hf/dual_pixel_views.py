@@ -124,7 +124,9 @@ def balance_brightness(left: torch.Tensor, right: torch.Tensor, eps: float = 1e-
         if float(w.sum()) < 12:  # too little usable area to fit six coefficients: leave the pair alone
             coefficients = torch.zeros(6, 1, device=left.device)
         else:
-            coefficients = torch.linalg.lstsq(coarse * w, ratio[i].reshape(-1, 1) * w).solution
+            # weighted least squares by the normal equations in float64 (lstsq's drivers are not bit-reproducible)
+            a, y = (coarse * w).double(), (ratio[i].reshape(-1, 1) * w).double()
+            coefficients = torch.linalg.solve(a.T @ a + 1e-9 * torch.eye(6, dtype=a.dtype), a.T @ y).float()
         surface = (fine @ coefficients).reshape(1, 1, *left.shape[-2:]).to(left.dtype)
         lefts.append(left[i : i + 1] * torch.exp(-surface / 2))
         rights.append(right[i : i + 1] * torch.exp(surface / 2))
