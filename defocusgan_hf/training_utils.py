@@ -26,6 +26,31 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 logger = get_logger(__name__)
 
 
+def add_synthetic_data_args(parser: argparse.ArgumentParser, default_config: str) -> None:
+    """``--data_config`` (``varied`` or ``eq3``) and ``--clean_data``, spelt the same by both stages."""
+    parser.add_argument(
+        "--data_config",
+        default=default_config,
+        choices=["varied", "eq3"],
+        help=f"Synthetic data (default here: {default_config}): 'varied' (ours: every PSF family, random DP masks and "
+        "split offsets, highlights, grey and in-focus scenes; DualPixelConfig.varied) or 'eq3' (the first engine: "
+        "the paper's kernel only, which the models also assume).",
+    )
+    parser.add_argument(
+        "--clean_data",
+        action="store_true",
+        help="Synthetic data without noise, JPEG, vignetting, gamma/exposure change.",
+    )
+
+
+def synthetic_config(args: argparse.Namespace, **changes):
+    """The :class:`~defocusgan_hf.data.DualPixelConfig` that ``--data_config`` / ``--clean_data`` ask for."""
+    from .data import DualPixelConfig
+
+    config = DualPixelConfig.varied(**changes) if args.data_config == "varied" else DualPixelConfig(**changes)
+    return config.clean() if args.clean_data else config
+
+
 def add_common_args(parser: argparse.ArgumentParser, default_output_dir: str, default_lr: float) -> None:
     """The flags both stages spell the same way (diffusers' examples conventions)."""
     add = parser.add_argument

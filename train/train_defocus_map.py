@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from defocusgan_hf import recipes
 from defocusgan_hf import training_utils as tu
-from defocusgan_hf.data import DualPixelConfig, DualPixelRenderer
+from defocusgan_hf.data import DualPixelRenderer
 from defocusgan_hf.data.real_dual_pixel import RealDualPixelDataset, load_real_dual_pixel
 from defocusgan_hf.loading import load_defocus_net
 from defocusgan_hf.losses import defocus_map_loss, reblur_loss, search_target
@@ -110,18 +110,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     add("--max_coc", type=float, default=25.0, help="Largest CoC radius in pixels (paper: 25).")
     add(
-        "--clean_data",
-        action="store_true",
-        help="Synthetic data without noise, JPEG, vignetting, gamma/exposure change.",
-    )
-    add(
-        "--data_config",
-        default="eq3",
-        choices=["eq3", "varied"],
-        help="Synthetic data: 'eq3' (the first engine, the default here) or 'varied' (PSF families, random DP masks "
-        "and split offsets, highlights, in-focus and grey scenes: DualPixelConfig.varied; ours).",
-    )
-    add(
         "--real_dp_root",
         default=None,
         help="Folder of real DP captures (scene folders with dp_a/dp_b/sharp/blurred, e.g. ../shared/real/dpdd_gif, "
@@ -139,6 +127,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=2,
         help="With --real_dp_root, every N-th step trains on a real batch (2: half the steps), the others on synthetic.",
     )
+    tu.add_synthetic_data_args(parser, default_config="eq3")
     recipes.add_recipe_args(parser, CONFIGS, "defocus_map")
     args = recipes.parse_args(parser, argv, CONFIGS, "defocus_map")
     if args.kernel_learning_rate is not None and not args.kernel_learning_rate > 0:
@@ -311,10 +300,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
             "defocus_map", config={k: v for k, v in vars(args).items() if isinstance(v, int | float | str | bool)}
         )
 
-    config = DualPixelConfig(max_coc=args.max_coc)
-    if args.data_config == "varied":
-        config = DualPixelConfig.varied(max_coc=args.max_coc)
-    renderer = DualPixelRenderer(config.clean() if args.clean_data else config)
+    renderer = DualPixelRenderer(tu.synthetic_config(args, max_coc=args.max_coc))
     iterator = iter(tu.step_loader(tu.training_dataset(args), args, accelerator, start_step))
     real_batch = None
     if args.real_dp_root:

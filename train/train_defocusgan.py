@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from defocusgan_hf import recipes
 from defocusgan_hf import training_utils as tu
-from defocusgan_hf.data import DualPixelConfig, DualPixelRenderer
+from defocusgan_hf.data import DualPixelRenderer
 from defocusgan_hf.evaluation.real_captures import load_scenes, training_validation
 from defocusgan_hf.loading import load_blur_kernel, load_defocus_net
 from defocusgan_hf.losses import GeneratorLoss, PerceptualLoss, critic_loss, defocus_weights
@@ -129,18 +129,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help="Cap the synthetic scenes' CoC scale (px); default: the engine's.",
     )
-    add(
-        "--clean_data",
-        action="store_true",
-        help="Synthetic data without noise, JPEG, vignetting, gamma/exposure change.",
-    )
-    add(
-        "--data_config",
-        default="varied",
-        choices=["varied", "eq3"],
-        help="Synthetic data: 'varied' (ours, default: every PSF family, highlights, grey and in-focus scenes; "
-        "DualPixelConfig.varied) or 'eq3' (the first engine: the paper's kernel only, which the model also assumes).",
-    )
+    tu.add_synthetic_data_args(parser, default_config="varied")
     add(
         "--luma_residual",
         action="store_true",
@@ -206,9 +195,7 @@ class Batches:
         dataset = tu.training_dataset(args)
         self.renderer = None
         if args.dataset == "synthetic":
-            config = DualPixelConfig.varied() if args.data_config == "varied" else DualPixelConfig()
-            if args.clean_data:
-                config = config.clean()
+            config = tu.synthetic_config(args)
             if args.max_aperture is not None:
                 config = config.replace(aperture_range=(config.aperture_range[0], args.max_aperture))
             self.renderer = DualPixelRenderer(config)
