@@ -40,6 +40,7 @@ from gradio.utils import get_upload_folder  # noqa: E402
 
 from defocusgan_hf import app_utils  # noqa: E402
 from defocusgan_hf.app_utils import available_cpus, configure_threads  # noqa: E402, F401 (the app's API)
+from defocusgan_hf.dual_pixel_views import DualPixelConvention  # noqa: E402
 from defocusgan_hf.image_io import (  # noqa: E402
     DEFAULT_MAX_COC,
     ImageLoadError,
@@ -74,6 +75,9 @@ CONCURRENCY_LIMIT, QUEUE_SIZE = 1, 16
 CACHE_FREQUENCY_S, CACHE_AGE_S = 60, 600
 """Every minute, Gradio deletes its cached files (uploads and results) not used for 10 minutes."""
 MAP_LABEL = "Defocus map: CoC radius (px)"
+SPLITS = {"auto (detected from the views)": "auto", "left / right": "horizontal", "top / bottom": "vertical"}
+"""The dual-pixel split choices of the app -> ``estimate_defocus_map(split=...)``."""
+SPLIT_CHOICES = list(SPLITS)
 UNTRAINED_BANNER = (
     "⚠️ **Untrained weights — results are not meaningful.** No trained checkpoint was found "
     "(`$DEFOCUSGAN_MODEL` or `checkpoints/defocusgan-synthetic/`), so the app runs the default configuration with "
@@ -199,7 +203,12 @@ class DefocusApp:
         )
 
     def defocus_map(
-        self, left: str | None, right: str | None, signed: bool = False, progress=gr.Progress(track_tqdm=True)
+        self,
+        left: str | None,
+        right: str | None,
+        signed: bool = False,
+        split: str = SPLIT_CHOICES[0],
+        progress=gr.Progress(track_tqdm=True),
     ):
         """Defocus map and all-in-focus image from DP views. Returns ``((combined view, all-in-focus) previews,
         map preview, 16-bit map PNG, map .npy, all-in-focus PNG, status)``."""
@@ -210,8 +219,10 @@ class DefocusApp:
         progress(0, desc="Reading the views")
         (left_image, right_image), notes = self._read_pair(left, right)
         start = time.perf_counter()
+        if split not in SPLIT_CHOICES:
+            raise gr.Error(f"Unknown dual-pixel split {split!r}; choose one of {', '.join(SPLIT_CHOICES)}.")
         out = self.pipe.estimate_defocus_map(
-            left_image, right_image, self.tile_size, self.tile_overlap, output_type="np"
+            left_image, right_image, self.tile_size, self.tile_overlap, output_type="np", split=SPLITS[split]
         )
         seconds = time.perf_counter() - start
         progress(1, desc="Saving")
@@ -224,7 +235,10 @@ class DefocusApp:
                   self._preview(all_in_focus, folder / f"{stem}_all_in_focus_preview.png", left_image))  # fmt: skip
         width, height = left_image.size
         tiles = app_utils.tiles_text(left_image.size, self.tile_size, self.tile_overlap, " per network")
-        summary = f"Estimated the defocus map of a {width}×{height} px pair in {seconds:.1f} s ({tiles}): "
+        convention = DualPixelConvention(**out.dual_pixel_convention).describe()
+        summary = (
+            f"Estimated the defocus map of a {width}×{height} px pair in {seconds:.1f} s ({tiles}; {convention}): "
+        )
         files = [str(files[key]) for key in ("color", "png16", "npy", "all_in_focus")]
         return (slider, *files, self._status(summary + app_utils.defocus_map_summary(coc), notes))
 
@@ -361,6 +375,12 @@ def build_demo(
                 right = image_upload("Right DP view", "dp-right")
                 with gr.Column():
                     signed = gr.Checkbox(label="Colour near (blue) and far (red) separately", value=False)
+                    split = gr.Radio(
+                        SPLIT_CHOICES,
+                        value=SPLIT_CHOICES[0],
+                        label="How the sensor splits its pixels",
+                        info="DSLRs split left/right, many phones top/bottom (give the top view as 'left').",
+                    )
                     map_button = gr.Button("Estimate the defocus map", variant="primary", elem_id="dp-button")
                     gr.Examples(
                         [_examples("chelsea_dp_left.jpg", "chelsea_dp_right.jpg")],
@@ -396,7 +416,7 @@ def build_demo(
             )
             map_button.click(
                 app.defocus_map,
-                inputs=[left, right, signed],
+                inputs=[left, right, signed, split],
                 outputs=[map_slider, figure, map_png, map_npy, all_in_focus, map_status],
                 api_name="defocus_map",
             )

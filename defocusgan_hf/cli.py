@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
+from .dual_pixel_views import DualPixelConvention
 from .image_io import (
     DEFAULT_MAX_COC,
     DEFAULT_MAX_PIXELS,
@@ -425,6 +426,14 @@ def defocus_map_parser() -> argparse.ArgumentParser:
     parser.add_argument("--left", required=True, type=Path, help="Left DP view, or a folder of them.")
     parser.add_argument("--right", required=True, type=Path, help="Right DP view, or a folder with the same names.")
     parser.add_argument(
+        "--split",
+        choices=["auto", "horizontal", "vertical"],
+        default="auto",
+        help="How the sensor splits its pixels: left/right views (horizontal, DSLRs), top/bottom (vertical, many "
+        "phones; the top view is given as --left), or auto: detected from the views' disparity (default). The "
+        "convention used is printed per pair.",
+    )
+    parser.add_argument(
         "--max_coc",
         type=float,
         default=None,
@@ -481,7 +490,11 @@ def _defocus_map_one(
         check_dual_pixel_pair(left.array, right.array)
     except ValueError as error:
         raise ValueError(f"'{left_path}' and '{right_path}': {error}") from None
-    result = pipeline.estimate_defocus_map(left, right, output_type="np", **_tile_kwargs(args))
+    result = pipeline.estimate_defocus_map(left, right, output_type="np", split=args.split, **_tile_kwargs(args))
+    if result.dual_pixel_convention is not None:
+        tqdm.write(
+            f"{left_path.name}: {DualPixelConvention(**result.dual_pixel_convention).describe()}", file=sys.stderr
+        )
     coc = np.asarray(result.defocus_maps[0])[..., 0]
     export_defocus_map(coc, result.images[0], outputs, like=left, max_coc=max_coc, overwrite=args.overwrite)
 

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image, ImageCms
 
 from defocusgan_hf import cli
+from defocusgan_hf.dual_pixel_views import DualPixelConvention
 from defocusgan_hf.image_io import load_defocus_map_png16, load_image, to_tensor
 
 
@@ -34,12 +35,16 @@ class FakePipeline:
         tensor, _ = to_tensor(image)
         return SimpleNamespace(images=(1 - tensor).permute(0, 2, 3, 1).numpy())
 
-    def estimate_defocus_map(self, left, right, tile_size=512, tile_overlap=64, output_type="np"):
+    def estimate_defocus_map(self, left, right, tile_size=512, tile_overlap=64, output_type="np", split="auto"):
         left_t, right_t = to_tensor(left)[0], to_tensor(right)[0]
         coc = 10 * (left_t - right_t).mean(dim=1, keepdim=True)
         combined = (left_t + right_t) / 2
+        self.splits = [*getattr(self, "splits", []), split]
+        convention = DualPixelConvention("horizontal" if split == "auto" else split, split == "auto")
         return SimpleNamespace(
-            images=combined.permute(0, 2, 3, 1).numpy(), defocus_maps=coc.permute(0, 2, 3, 1).numpy()
+            images=combined.permute(0, 2, 3, 1).numpy(),
+            defocus_maps=coc.permute(0, 2, 3, 1).numpy(),
+            dual_pixel_convention=convention.to_dict(),
         )
 
 
@@ -270,6 +275,19 @@ def test_defocus_map_writes_the_four_outputs(tmp_path, rng, fake):
         assert colour.mode == "RGB" and colour.size == (24, 20)
     all_in_focus = load_image(out / "scene_all_in_focus.png")
     assert all_in_focus.bit_depth == 16
+
+
+def test_defocus_map_split_option_reaches_the_pipeline_and_is_reported(tmp_path, rng, fake, capsys):
+    write_rgb8(tmp_path / "l.png", rng)
+    write_rgb8(tmp_path / "r.png", rng)
+    assert defocus_map("--left", tmp_path / "l.png", "--right", tmp_path / "r.png", "-o", tmp_path / "a") == 0
+    assert defocus_map("--left", tmp_path / "l.png", "--right", tmp_path / "r.png", "-o", tmp_path / "b",
+                       "--split", "vertical") == 0  # fmt: skip
+    assert fake.splits == ["auto", "vertical"]
+    err = capsys.readouterr().err
+    assert "l.png: horizontal split (detected" in err and "l.png: vertical split (as given)" in err
+    with pytest.raises(SystemExit):
+        defocus_map("--left", tmp_path / "l.png", "--right", tmp_path / "r.png", "-o", tmp_path / "c", "--split", "x")
 
 
 def test_defocus_map_folders_are_matched_by_name(tmp_path, rng, fake, capsys):

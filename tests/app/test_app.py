@@ -171,7 +171,26 @@ def test_defocus_map_example_downloads_agree_with_the_pipeline(server, app_modul
         assert image.mode.startswith("I;16") or image.mode == "I"
     assert Image.open(all_in_focus).size == Image.open(slider[1]).size == (width, height)
     assert Image.open(figure).mode == "RGB"  # the colour preview with its scale bar
-    assert "CoC" in status
+    assert "CoC" in status and "horizontal split (detected" in status
+
+
+def test_defocus_map_of_a_top_bottom_pair_is_detected_and_transposed(server, tmp_path):
+    client = server[0]
+    paths = {}
+    for side in ("left", "right"):
+        with Image.open(EXAMPLES / f"chelsea_dp_{side}.jpg") as image:
+            paths[side] = tmp_path / f"{side}_rotated.png"
+            image.transpose(Image.Transpose.TRANSPOSE).save(paths[side])
+    *_, npy, _, status = client.predict(
+        handle_file(str(paths["left"])), handle_file(str(paths["right"])), False, "auto (detected from the views)",
+        api_name="/defocus_map",
+    )  # fmt: skip
+    assert "vertical split (detected" in status
+    *_, npy_lr, _, _ = client.predict(
+        handle_file(str(EXAMPLES / "chelsea_dp_left.jpg")), handle_file(str(EXAMPLES / "chelsea_dp_right.jpg")), False,
+        "left / right", api_name="/defocus_map",
+    )  # fmt: skip
+    np.testing.assert_allclose(np.load(npy), np.load(npy_lr).T, atol=2e-2)
 
 
 # ----------------------------------------------------------------------------------------------------------------
