@@ -109,6 +109,9 @@ def test_dual_pixel_block_on_scenes_with_views(scenes, tmp_path, capsys):
         _save(np.roll(view, -1, axis=1), folder / "dp_b.png")
     out = tmp_path / "dp"
     assert _run("--root", scenes, "--model", model, "--dual_pixel", "--output_dir", out) == 0
+    one = tmp_path / "one_order"
+    assert _run("--root", scenes, "--model", model, "--dual_pixel", "--dp_one_order", "--output_dir", one) == 0
+    assert "one view order" in (one / "results.md").read_text()
     payload = json.loads((out / "results.json").read_text())
     summary = payload["dual_pixel"]["summary"]
     assert summary["scenes"] == 3 and summary["sign_flip"] in (None, 1.0)  # the pipeline's map is swap-antisymmetric
