@@ -71,8 +71,8 @@ def fake(monkeypatch):
         loads.append((model, device, dtype))
         return pipeline
 
-    monkeypatch.setattr(cli, "_load_pipeline", load)
-    monkeypatch.setattr(cli, "_partial_state", lambda args: FakeState())
+    monkeypatch.setattr(cli.common, "_load_pipeline", load)
+    monkeypatch.setattr(cli.common, "_partial_state", lambda args: FakeState())
     pipeline.loads = loads
     return pipeline
 
@@ -245,7 +245,7 @@ def test_usage_errors_exit_2_without_traceback(tmp_path, rng, capsys):
 def test_processes_split_the_files(tmp_path, rng, fake, monkeypatch):
     for name in "abcd":
         write_rgb8(tmp_path / "in" / f"{name}.png", rng)
-    monkeypatch.setattr(cli, "_partial_state", lambda args: FakeState(index=1, count=2))
+    monkeypatch.setattr(cli.common, "_partial_state", lambda args: FakeState(index=1, count=2))
     assert deblur(tmp_path / "in", "-o", tmp_path / "o") == 0
     assert names(tmp_path / "o") == ["c_deblurred.png", "d_deblurred.png"]
 
