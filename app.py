@@ -20,13 +20,9 @@ empty. Nothing is written anywhere else.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
-import signal
-import tempfile
 import time
-import warnings
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -36,19 +32,22 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
-from gradio.utils import get_upload_folder  # noqa: E402
 
 from defocusgan_hf import app_utils  # noqa: E402
+from defocusgan_hf.app_handlers import (  # noqa: E402, F401 (close: the app's API)
+    UploadReader,
+    close,
+    request_folder,
+    serve,
+    uploaded_path,
+)
 from defocusgan_hf.app_utils import available_cpus, configure_threads  # noqa: E402, F401 (the app's API)
 from defocusgan_hf.dual_pixel_views import DualPixelConvention  # noqa: E402
 from defocusgan_hf.image_io import (  # noqa: E402
     DEFAULT_MAX_COC,
-    ImageLoadError,
     LoadedImage,
-    check_dual_pixel_pair,
     defocus_output_paths,
     export_defocus_map,
-    load_image,
     save_image,
 )
 from defocusgan_hf.loading import load_pipeline as load_source  # noqa: E402
@@ -128,16 +127,8 @@ def image_upload(label: str, elem_id: str) -> gr.Image:
     component = gr.Image(
         type="filepath", image_mode=None, sources=["upload", "clipboard"], label=label, elem_id=elem_id
     )
-    component.preprocess = _uploaded_path
+    component.preprocess = uploaded_path
     return component
-
-
-def _uploaded_path(payload) -> str | None:
-    if payload is None:
-        return None
-    if payload.path is None:
-        raise gr.Error("The image did not arrive as a file; upload it again.")
-    return str(payload.path)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -167,7 +158,7 @@ class DefocusApp:
         if not 0 < downscale_pixels <= max_pixels:
             raise ValueError(f"need 0 < downscale_pixels <= max_pixels, got {downscale_pixels} and {max_pixels}.")
         self.pipe, self.source = pipe, source
-        self.max_pixels, self.downscale_pixels = int(max_pixels), int(downscale_pixels)
+        self.uploads = UploadReader(int(max_pixels), int(downscale_pixels), CACHE_AGE_S)
         self.tile_size, self.tile_overlap = tile_size, tile_overlap
         self.pipe.set_progress_bar_config(desc="Processing tiles", leave=False)
         self.pipe.enable_channels_last()
@@ -180,14 +171,14 @@ class DefocusApp:
         if not image:
             raise gr.Error("Upload a photo (or pick an example) first.")
         progress(0, desc="Reading the photo")
-        loaded, notes = self._read(image, "the photo")
+        loaded, notes = self.uploads.read(image, "the photo")
         start = time.perf_counter()
         restored = self.pipe(
             loaded, self.tile_size, self.tile_overlap, output_type="np", self_ensemble=bool(self_ensemble)
         ).images[0]
         seconds = time.perf_counter() - start
         progress(1, desc="Saving")
-        folder, stem = _request_folder(), app_utils.safe_stem(image)
+        folder, stem = request_folder(CACHE_FREQUENCY_S), app_utils.safe_stem(image)
         result = save_image(
             restored, folder / f"{stem}_deblurred.png", loaded.bit_depth, loaded.icc_profile, loaded.exif
         )
@@ -217,7 +208,7 @@ class DefocusApp:
         if self.pipe.defocus_net is None:
             raise gr.Error("This model has no defocus-map network; load a pipeline saved with `defocus_net`.")
         progress(0, desc="Reading the views")
-        (left_image, right_image), notes = self._read_pair(left, right)
+        (left_image, right_image), notes = self.uploads.read_pair(left, right)
         start = time.perf_counter()
         if split not in SPLIT_CHOICES:
             raise gr.Error(f"Unknown dual-pixel split {split!r}; choose one of {', '.join(SPLIT_CHOICES)}.")
@@ -227,7 +218,7 @@ class DefocusApp:
         seconds = time.perf_counter() - start
         progress(1, desc="Saving")
         coc, all_in_focus = out.defocus_maps[0, ..., 0], out.images[0]
-        folder, stem = _request_folder(), app_utils.safe_stem(left)
+        folder, stem = request_folder(CACHE_FREQUENCY_S), app_utils.safe_stem(left)
         files = export_defocus_map(coc, all_in_focus, defocus_output_paths(folder, stem), left_image,
                                    float(self.pipe.defocus_net.config.max_coc), signed, colour_bar=True)  # fmt: skip
         combined = (left_image.array + right_image.array) / 2
@@ -244,71 +235,12 @@ class DefocusApp:
 
     # -- helpers -------------------------------------------------------------------------------------------------
 
-    def _read(self, path: str, what: str, downscale: bool = True) -> tuple[LoadedImage, list[str]]:
-        """Load an upload with every check of :func:`load_image`; errors become messages in the page."""
-        data = app_utils.read_and_renew(path)
-        if data is None:
-            raise gr.Error(
-                f"{app_utils.capital(what)} is no longer on the server (uploads are deleted "
-                f"{CACHE_AGE_S // 60} minutes after their last use); upload it again."
-            )
-        named = io.BytesIO(data)
-        named.name = Path(path).name  # messages name the user's file, not the server's cache path
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # load_image records its warnings in `notes` too
-            try:
-                loaded = load_image(named, max_pixels=self.max_pixels)
-            except ImageLoadError as err:
-                raise gr.Error(f"Cannot use {what}: {err}.") from err
-        notes = list(loaded.notes)
-        if downscale:
-            (loaded,), notes = self._downscale(loaded, notes=notes)
-        return loaded, notes
-
-    def _read_pair(self, left: str, right: str) -> tuple[tuple[LoadedImage, LoadedImage], list[str]]:
-        """Both DP views, checked as a pair (a size mismatch is an error, identical views a warning), then
-        downscaled together."""
-        left_image, notes = self._read(left, "the left view", downscale=False)
-        right_image, right_notes = self._read(right, "the right view", downscale=False)
-        notes += right_notes
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                check_dual_pixel_pair(left_image, right_image)
-            except ValueError as err:
-                raise gr.Error(app_utils.sentence(str(err))) from err
-        for warning in caught:
-            notes.append(str(warning.message))
-            gr.Warning(app_utils.sentence(str(warning.message)))
-        return self._downscale(left_image, right_image, notes=notes)
-
-    def _downscale(self, *images: LoadedImage, notes: list[str]) -> tuple[tuple[LoadedImage, ...], list[str]]:
-        """Images above ``downscale_pixels`` downscaled (all by the same factor), with a message shown at once."""
-        images, message = app_utils.downscale(images, self.downscale_pixels)
-        if message is None:
-            return images, notes
-        gr.Warning(message)
-        return images, [*notes, message]
-
     @staticmethod
     def _preview(array, path: Path, like: LoadedImage) -> str:
         return app_utils.write_preview(array, path, like, PREVIEW_MAX_SIDE)
 
     def _status(self, summary: str, notes: list[str]) -> str:
-        lines = [summary]
-        lines += [f"- {app_utils.sentence(note)}" for note in notes]
-        if self.source is None:
-            lines.append("- ⚠️ Untrained weights: this result is not meaningful.")
-        return "\n".join(lines)
-
-
-def _request_folder() -> Path:
-    """A fresh folder for one request's results, inside Gradio's cache (served from there, then deleted by it).
-    Folders in the cache that Gradio's deletions left empty for a minute are removed first."""
-    cache = Path(get_upload_folder())
-    cache.mkdir(parents=True, exist_ok=True)
-    app_utils.remove_empty_folders(cache, min_age_s=CACHE_FREQUENCY_S)
-    return Path(tempfile.mkdtemp(prefix="defocusgan-", dir=cache))
+        return app_utils.status_text(summary, notes, untrained=self.source is None)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -425,25 +357,6 @@ def build_demo(
 
 
 LAUNCH_KWARGS = {"max_file_size": MAX_FILE_SIZE, "theme": gr.themes.Soft()}
-
-
-def close(demo: gr.Blocks) -> None:
-    """Stop the server: Gradio deletes every upload and result it cached, then the emptied folders go."""
-    demo.close()
-    app_utils.remove_empty_folders(get_upload_folder())
-
-
-def _stop_on_sigterm(signum, frame) -> None:
-    raise KeyboardInterrupt  # what Gradio's launch() waits for to close the server (a Space stops with SIGTERM)
-
-
-def serve(demo: gr.Blocks, **launch_kwargs) -> None:
-    """``demo.launch()`` until Ctrl-C or SIGTERM, then :func:`close` (without it a SIGTERM left every file on disk)."""
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    try:
-        demo.launch(**launch_kwargs)
-    finally:
-        close(demo)
 
 
 def build_error_page(error: BaseException, source: str | None) -> gr.Blocks:

@@ -1,5 +1,5 @@
 """What the Gradio app (``app.py``) does besides calling the pipeline, without Gradio: CPU threads, downscaling of
-large uploads, previews, file names and the status lines. Tested through the app (tests/app/test_app.py)."""
+large uploads, previews, file names and the status lines (``app_handlers`` holds what needs Gradio). Tested through the app (tests/app/test_app.py)."""
 
 from __future__ import annotations
 
@@ -124,6 +124,15 @@ def defocus_map_summary(coc: np.ndarray) -> str:
         f"|CoC| radius up to {np.abs(coc).max():.1f} px, mean {np.abs(coc).mean():.1f} px "
         f"(near side {np.mean(coc <= -1):.0%}, far side {np.mean(coc >= 1):.0%} of pixels)."
     )
+
+
+def status_text(summary: str, notes: list[str], untrained: bool) -> str:
+    """The status shown under a result: ``summary``, a line per note, and a warning for untrained weights."""
+    lines = [summary]
+    lines += [f"- {sentence(note)}" for note in notes]
+    if untrained:
+        lines.append("- ⚠️ Untrained weights: this result is not meaningful.")
+    return "\n".join(lines)
 
 
 def sentence(text: str) -> str:
