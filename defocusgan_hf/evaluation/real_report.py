@@ -160,6 +160,11 @@ def run_real_evaluation(args: argparse.Namespace, info: dict) -> list[Path]:
             raise ValueError("--subset applies to scene folders, not to masked photos.")
         scenes = load_masked_photos(args.root, args.max_images, erosion=args.erosion)
         subsets = {f"first {len(scenes)} photos": [s.name for s in scenes]}
+        flagged = [s.name for s in scenes if s.notes]
+        if flagged:  # the same photos without those whose mask looks inverted (listed under the table)
+            subsets[f"the same without the {len(flagged)} masks that look inverted"] = [
+                s.name for s in scenes if not s.notes
+            ]
     if args.model is None:
         raise ValueError("--dataset real needs --model (a pipeline folder or Hub id).")
     tile = args.tile_size or None

@@ -130,3 +130,24 @@ def test_dual_pixel_block_on_scenes_with_views(scenes, tmp_path, capsys):
     DefocusDeblurPipeline(deblur_net=deblur.eval()).save_pretrained(plain)
     assert _run("--root", scenes, "--model", plain, "--dual_pixel", "--output_dir", tmp_path / "x") == 2
     assert "no defocus_net" in capsys.readouterr().err
+
+
+def test_masked_photo_report_adds_a_block_without_flagged_masks(tmp_path, tiny_model):
+    from scipy import ndimage
+
+    rng = np.random.default_rng(4)
+    root = tmp_path / "photos"
+    (root / "images").mkdir(parents=True)
+    (root / "blur_masks").mkdir()
+    for name, inverted in (("good", False), ("bad", True)):
+        image = rng.random((32, 48, 3))
+        image[:, 24:] = ndimage.gaussian_filter(image[:, 24:], (3, 3, 0))  # right half out of focus
+        _save(image, root / "images" / f"{name}.png")
+        mask = np.zeros((32, 48), np.uint8)
+        mask[:, 24:] = 255
+        Image.fromarray(255 - mask if inverted else mask).save(root / "blur_masks" / f"{name}.png")
+    out = tmp_path / "out"
+    assert _run("--root", root, "--model", tiny_model, "--erosion", "2", "--output_dir", out) == 0
+    payload = json.loads((out / "results.json").read_text())
+    assert list(payload["subsets"].values()) == [["bad", "good"], ["good"]]
+    assert list(payload["data_notes"]) == ["bad"]
