@@ -26,150 +26,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .psf import DEFAULT_LIGHT_FALLOFF, DEFAULT_SPLIT_SOFTNESS, DualPixelPSFBank
-from .psf_families import PSF_FAMILIES, FamilyPSFBank, PSFShape, sample_psf_shape
+from .config import DualPixelConfig
+from .psf import DualPixelPSFBank
+from .psf_families import FamilyPSFBank, PSFShape, sample_psf_shape
 from .render import composite_sharp, render_layers
 from .scene import DualPixelScene, sample_scene
 from .sensor import dual_pixel_vignetting, jpeg_compress, log_uniform, poisson_gaussian_noise, uniform
 from .sources import DEFAULT_TRAIN_SOURCES, ImageSource, augment, build_source
-
-
-@dataclass(frozen=True)
-class DualPixelConfig:
-    """Everything that defines the synthetic data distribution (JSON-serialisable with ``to_dict``).
-
-    Optics:
-        max_coc: largest |CoC| radius in pixels (the paper's 25).
-        coc_step: sub-layer spacing of the CoC in pixels (<= 1; linear interpolation between sub-layers).
-        split_softness, light_falloff: shape of the DP half-aperture masks (see :mod:`.psf`).
-    Scene:
-        num_layers: inclusive range of layers per scene, background included.
-        aperture_range: CoC scale ``A`` in pixels, log-uniform (``coc = A * (rho_focus - rho)``, clipped).
-        in_focus_prob: probability that the focal plane passes through a layer.
-        mix_layer_content: give objects other images' content (``False``: every layer shows the same image, so the
-            sharp target equals the input before photometric changes).
-    Sensor (set ``noise_prob = jpeg_prob = 0``, ``gamma_range = exposure_range = (1, 1)`` and
-    ``vignetting_range = (0, 0)`` for a clean optical rendering; see :meth:`clean`):
-        gamma_range: the sRGB-like curve ``x ** gamma`` used to linearise (uniform).
-        exposure_range: gain on linear light (log-uniform); values above 1 saturate highlights.
-        vignetting_range: opposite horizontal fall-off of the DP views, ``1 -/+ s x`` (uniform ``s``).
-        noise_prob: probability of Poisson-Gaussian noise; ``shot_noise_range`` (variance per unit signal) and
-            ``read_noise_range`` (standard deviation) are log-uniform.
-        jpeg_prob, jpeg_quality_range: probability and quality range (uniform) of JPEG-like compression.
-    Variety that keeps the data from mirroring the model (all off by default: the first engine; on in
-    :meth:`varied`, which training uses by default):
-        psf_families: PSF families drawn per sample (:mod:`.psf_families`); empty: the paper's Eq. 3 kernel only.
-        split_softness_range, light_falloff_range: per-sample DP half-aperture masks (uniform; ``None``: fixed).
-        highlight_prob, highlight_gain_range: probability that bright pixels (sRGB luminance above 0.85) become
-            brighter than white in linear light, by a gain drawn log-uniform, so that they turn into bokeh discs
-            once blurred and clipped, as in real photos.
-        grey_prob: probability of a grey scene (R = G = B in every layer).
-        all_in_focus_prob: probability that every layer is in focus (nothing to undo: the identity is the target).
-        background_in_focus_prob: probability that the background layer is in focus (a mostly sharp photo).
-        tone_curve_range: strength of a random S-shaped tone curve after the gamma (uniform; 0 = none).
-        split_offset_range: per-sample off-centre DP split (unequal half-apertures), a fraction of the radius.
-        vertical_split_prob: probability that the aperture is split top/bottom (the first view seeing the top
-            half), as on many phones; the pipeline detects and transposes such pairs, so training keeps it 0.
-    """
-
-    max_coc: float = 25.0
-    coc_step: float = 1.0
-    split_softness: float = DEFAULT_SPLIT_SOFTNESS
-    light_falloff: float = DEFAULT_LIGHT_FALLOFF
-    num_layers: tuple[int, int] = (2, 5)
-    aperture_range: tuple[float, float] = (2.0, 60.0)
-    in_focus_prob: float = 0.6
-    mix_layer_content: bool = True
-    gamma_range: tuple[float, float] = (1.8, 2.6)
-    exposure_range: tuple[float, float] = (0.7, 1.3)
-    vignetting_range: tuple[float, float] = (0.0, 0.1)
-    noise_prob: float = 0.8
-    shot_noise_range: tuple[float, float] = (1e-4, 1e-2)
-    read_noise_range: tuple[float, float] = (5e-4, 1e-2)
-    jpeg_prob: float = 0.3
-    jpeg_quality_range: tuple[float, float] = (60.0, 95.0)
-    psf_families: tuple[str, ...] = ()
-    split_softness_range: tuple[float, float] | None = None
-    light_falloff_range: tuple[float, float] | None = None
-    highlight_prob: float = 0.0
-    highlight_gain_range: tuple[float, float] = (1.0, 1.0)
-    grey_prob: float = 0.0
-    all_in_focus_prob: float = 0.0
-    background_in_focus_prob: float = 0.0
-    tone_curve_range: tuple[float, float] = (0.0, 0.0)
-    split_offset_range: tuple[float, float] = (0.0, 0.0)
-    vertical_split_prob: float = 0.0
-
-    def __post_init__(self):
-        if not 0 < self.coc_step <= 1:
-            raise ValueError(f"`coc_step` must be in (0, 1] pixels, got {self.coc_step}.")
-        if not 0 < self.max_coc <= 64:
-            raise ValueError(f"`max_coc` must be in (0, 64] pixels, got {self.max_coc}.")
-        probabilities = (
-            "noise_prob",
-            "jpeg_prob",
-            "in_focus_prob",
-            "highlight_prob",
-            "grey_prob",
-            "vertical_split_prob",
-        )
-        for name in probabilities + ("all_in_focus_prob", "background_in_focus_prob"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"`{name}` must be a probability in [0, 1], got {getattr(self, name)}.")
-
-    @classmethod
-    def varied(cls, **changes) -> DualPixelConfig:
-        """The training default: every PSF family, random DP masks, highlights, grey and in-focus scenes, tone
-        curves, and cleaner-to-noisier sensors than the first engine (see the class docstring)."""
-        values = dict(
-            psf_families=PSF_FAMILIES,
-            split_softness_range=(0.05, 0.4),
-            light_falloff_range=(0.0, 0.6),
-            highlight_prob=0.4,
-            highlight_gain_range=(1.5, 8.0),
-            grey_prob=0.1,
-            all_in_focus_prob=0.12,
-            background_in_focus_prob=0.2,
-            tone_curve_range=(0.0, 0.6),
-            split_offset_range=(-0.15, 0.15),
-            noise_prob=0.7,
-            shot_noise_range=(3e-5, 5e-3),
-            read_noise_range=(2e-4, 5e-3),
-            jpeg_prob=0.4,
-            jpeg_quality_range=(70.0, 97.0),
-        )
-        values.update(changes)
-        return cls(**values)
-
-    def clean(self) -> DualPixelConfig:
-        """The same optics and scenes without any photometric or sensor effect: a pure optical rendering."""
-        return self.replace(
-            gamma_range=(1.0, 1.0),
-            exposure_range=(1.0, 1.0),
-            vignetting_range=(0.0, 0.0),
-            noise_prob=0.0,
-            jpeg_prob=0.0,
-        )
-
-    def replace(self, **changes) -> DualPixelConfig:
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, values: dict) -> DualPixelConfig:
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - fields
-        if unknown:
-            raise ValueError(f"Unknown DualPixelConfig fields {sorted(unknown)}.")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def _rand(generator: torch.Generator, *shape: int) -> torch.Tensor:
