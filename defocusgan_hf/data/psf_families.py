@@ -106,6 +106,12 @@ def support(radius: float, shape: PSFShape) -> int:
     return 2 * int(math.ceil(reach)) + 3
 
 
+def _delta(size: int) -> torch.Tensor:
+    kernel = torch.zeros(size, size)
+    kernel[size // 2, size // 2] = 1
+    return kernel
+
+
 def combined_psf(radius: float, shape: PSFShape) -> torch.Tensor:
     """``(K, K)`` float32 PSF of CoC radius ``radius`` px (``K = support(radius, shape)``), summing to 1.
 
@@ -114,9 +120,7 @@ def combined_psf(radius: float, shape: PSFShape) -> torch.Tensor:
         raise ValueError(f"`radius` must be a finite number of pixels >= 0, got {radius}.")
     size = support(radius, shape)
     if radius < 0.125:
-        kernel = torch.zeros(size, size, dtype=torch.float64)
-        kernel[size // 2, size // 2] = 1
-        return kernel.float()
+        return _delta(size)
     if shape.family == "eq3":
         kernel = butterworth_disc_kernel(
             radius, size, order=shape.order, cutoff_factor=shape.cutoff, beta=shape.beta, smoothing=shape.smoothing
@@ -129,9 +133,7 @@ def combined_psf(radius: float, shape: PSFShape) -> torch.Tensor:
     kernel = F.avg_pool2d(fine_kernel[None, None], SUPERSAMPLING)[0, 0]
     total = kernel.sum()
     if not total > 0:  # a radius far below the grid: fall back to the delta
-        kernel = torch.zeros_like(kernel)
-        kernel[size // 2, size // 2] = 1
-        total = kernel.sum()
+        return _delta(size)
     return (kernel / total).float()
 
 

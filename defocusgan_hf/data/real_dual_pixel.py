@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from ..image_io import load_image, to_tensor
 from ..models.blur_kernel import kernel_bank
 from ..models.dual_pixel import dual_pixel_view_kernels
 from ..models.reblur import search_signed_coc
@@ -51,16 +52,6 @@ class RealDualPixelCapture:
     far_fraction: float | None = None
 
 
-def _read(path: Path) -> np.ndarray:
-    from ..evaluation.real_captures import read_rgb
-
-    return read_rgb(path)
-
-
-def _tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
-
-
 @torch.no_grad()
 def far_fraction(
     sharp: np.ndarray, first: np.ndarray, second: np.ndarray, max_coc: int = 16, max_side: int = 420
@@ -68,7 +59,7 @@ def far_fraction(
     """Among pixels the DP-view search finds defocused (``|CoC| >= 1`` px), the fraction behind the focal plane
     with ``first`` taken as the left view; ``None`` if none is defocused. Runs on a copy downscaled to
     ``max_side`` (radii scale with it; ``max_coc`` is in those pixels)."""
-    images = [_tensor(x) for x in (sharp, first, second)]
+    images = [to_tensor(x)[0] for x in (sharp, first, second)]
     factor = max(images[0].shape[-2:]) / max_side
     if factor > 1:
         size = [max(16, round(s / factor)) for s in images[0].shape[-2:]]
@@ -121,7 +112,7 @@ def load_real_dual_pixel(
         raise ValueError(f"{root} holds no real DP captures (scene folders with {SCENE_FILES}, or DPDD's layout).")
     captures = []
     for name, first, second, sharp_path, blurred_path, known_order in items:
-        view_a, view_b, sharp, blurred = (_read(p) for p in (first, second, sharp_path, blurred_path))
+        view_a, view_b, sharp, blurred = (load_image(p).array for p in (first, second, sharp_path, blurred_path))
         if not (view_a.shape == view_b.shape == sharp.shape == blurred.shape):
             raise ValueError(f"{name}: the views, sharp and blurred images differ in size.")
         swap, fraction = (False, None) if known_order else detect_view_order(sharp, view_a, view_b)

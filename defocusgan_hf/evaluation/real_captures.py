@@ -33,7 +33,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from ..image_io import load_image
+from ..metrics import psnr, ssim
 
 SCENE_INPUT, SCENE_TARGET = "blurred.png", "sharp.png"
 DP_VIEW_FILES = ("dp_a.png", "dp_b.png")
@@ -45,11 +47,8 @@ Restore = Callable[[np.ndarray], np.ndarray]
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """``(H, W, 3)`` float32 in [0, 1] from an 8- or 16-bit image file."""
-    with Image.open(path) as image:
-        if image.mode in ("I;16", "I;16B", "I"):
-            return np.repeat((np.asarray(image, dtype=np.float32) / 65535.0)[..., None], 3, axis=-1)
-        return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    """``(H, W, 3)`` float32 in [0, 1] (:func:`~defocusgan_hf.image_io.load_image`: 8 or 16 bit, grey to RGB)."""
+    return load_image(path).array
 
 
 @dataclass
@@ -172,12 +171,6 @@ def to_grey(image: np.ndarray) -> np.ndarray:
     return np.repeat(image.mean(axis=-1, keepdims=True), 3, axis=-1).astype(np.float32)
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of ``a`` against ``b`` (both in [0, 1]); ``inf`` when they are identical."""
-    with np.errstate(divide="ignore"):
-        return float(peak_signal_noise_ratio(b.astype(np.float64), a.astype(np.float64), data_range=1.0))
-
-
 def masked_psnr(output: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> float | None:
     """PSNR over the pixels where ``mask`` is true (all channels); ``None`` if the mask is empty."""
     if not mask.any():
@@ -261,7 +254,7 @@ def evaluate_real(
         row = RealRow(scene.name)
         if scene.target is not None:
             row.psnr, row.psnr_input = psnr(out, scene.target), psnr(scene.image, scene.target)
-            row.ssim = float(structural_similarity(scene.target, out, data_range=1.0, channel_axis=2))
+            row.ssim = ssim(out, scene.target)
             if sharp_in:
                 row.sharp_in_psnr = psnr(np.clip(restore(scene.target), 0, 1), scene.target)
         if scene.in_focus is not None:
@@ -280,7 +273,7 @@ def reference_rows(scenes: Sequence[RealScene]) -> dict[str, list[RealRow]]:
     for scene in scenes:
         for key, image in scene.references.items():
             row = RealRow(scene.name, psnr(image, scene.target), psnr(scene.image, scene.target))
-            row.ssim = float(structural_similarity(scene.target, image, data_range=1.0, channel_axis=2))
+            row.ssim = ssim(image, scene.target)
             out.setdefault(key, []).append(row)
     return out
 

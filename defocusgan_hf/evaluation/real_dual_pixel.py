@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..image_io import to_tensor
 from ..models.reblur import bank_layers, reblur, search_coc
 from .real_captures import RealScene
 
@@ -51,10 +52,6 @@ class DualPixelSceneResult:
         return {**asdict(self), "improvement_over_constant": self.improvement_over_constant}
 
 
-def _batch(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
-
-
 def sign_flip_fraction(forward: np.ndarray, swapped: np.ndarray, threshold: float = 2.0) -> float | None:
     """Among pixels with ``|forward| > threshold`` px, the fraction where ``swapped`` has the opposite sign."""
     defocused = np.abs(forward) > threshold
@@ -75,7 +72,7 @@ def evaluate_dual_pixel_scene(
     swapped = np.asarray(predict(view_b, view_a), dtype=np.float32).reshape(coc.shape)
     if kernels.dim() == 3:
         kernels = kernels[None]
-    sharp, blurred = _batch(scene.target), _batch(scene.image)
+    sharp, blurred = to_tensor(scene.target)[0], to_tensor(scene.image)[0]
     layers = bank_layers(sharp, kernels)  # (1, S, R + 1, C, H, W): every radius of every side, once
     constant_l1 = (layers[0] - blurred[0]).abs().mean(dim=(-3, -2, -1))  # (S, R + 1)
     side, radius = np.unravel_index(int(constant_l1.argmin()), tuple(constant_l1.shape))

@@ -1,7 +1,7 @@
 """``defocusgan-eval --dataset real``: models on real captures (:mod:`.real_captures`), as a report.
 
     defocusgan-eval --dataset real --root ../shared/real/dpdd_gif --model checkpoints/defocusgan-synthetic \\
-        --subset "held out=07,08,09,10,11,12,13" --output_dir eval/real_dpdd_gif
+        --subset "held out=07,08,09,10,11,12,13" --output_dir eval/real_dpdd_scenes
     defocusgan-eval --dataset real --root ../shared/real/cuhk --max_images 40 --model ... --output_dir eval/real_cuhk
 
 Rows: the input itself, ``--model`` (and ``--extra_models``, ``--self_ensemble``), and each scene folder's reference
@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from .methods import load_deblur_pipeline
 from .real_captures import (
     RealScene,
     contact_sheet,
@@ -69,11 +70,7 @@ def add_real_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _restorer(source: str, tile_size: int | None, tile_overlap: int, device: str, self_ensemble: bool = False):
-    from .methods import load_deblur_pipeline
-
-    pipe = load_deblur_pipeline(source, device)
-
+def _restorer(pipe, tile_size: int | None, tile_overlap: int, self_ensemble: bool = False):
     def restore(image: np.ndarray) -> np.ndarray:
         out = pipe(image, tile_size=tile_size, tile_overlap=tile_overlap, output_type="np", self_ensemble=self_ensemble)
         return out.images[0]
@@ -151,9 +148,10 @@ def run_real_evaluation(args: argparse.Namespace, info: dict) -> list[Path]:
     if existing and not args.overwrite:
         raise FileExistsError(f"Output file(s) {existing} already exist; pass --overwrite to replace them.")
     layout = detect_layout(args.root)
-    args.layout_checked = layout
+    if args.dual_pixel and layout != "scenes":
+        raise ValueError("--dual_pixel needs scene folders with dp_a.png and dp_b.png.")
     if layout == "scenes":
-        scenes: list[RealScene] = load_scenes(args.root)[: args.max_images]
+        scenes: list[RealScene] = load_scenes(args.root, with_dp_views=args.dual_pixel)[: args.max_images]
         subsets = {"all scenes": [s.name for s in scenes], **_parse_subsets(args.subset)}
     else:
         if args.subset:
@@ -182,15 +180,18 @@ def run_real_evaluation(args: argparse.Namespace, info: dict) -> list[Path]:
 
     rows_by_method = {"input": evaluate_real(_identity, scenes, sharp_in=False, grey=False)[0]}
     first_outputs = None
+    pipelines = {}  # one load per model folder (the self-ensemble row and --dual_pixel reuse it)
     for label, (source, ensemble) in models.items():
-        restore = _restorer(source, tile, args.tile_overlap, args.device, ensemble)
+        if source not in pipelines:
+            pipelines[source] = load_deblur_pipeline(source, args.device)
+        restore = _restorer(pipelines[source], tile, args.tile_overlap, ensemble)
         progress = None if args.no_progress else (lambda items, label=label: tqdm(items, desc=label))
         rows, outputs = evaluate_real(restore, scenes, keep_outputs=first_outputs is None, progress=progress)
         rows_by_method[label] = rows
         first_outputs = outputs if first_outputs is None else first_outputs
     if layout == "scenes":
         rows_by_method.update({f"{key} (reference output)": rows for key, rows in reference_rows(scenes).items()})
-    dual_pixel = _dual_pixel_block(args, scenes, output_dir) if args.dual_pixel else None
+    dual_pixel = _dual_pixel_block(args, pipelines[args.model], scenes, output_dir) if args.dual_pixel else None
 
     summaries = {
         subset: {label: summarise([r for r in rows if r.name in set(names)]) for label, rows in rows_by_method.items()}
@@ -247,16 +248,12 @@ def run_real_evaluation(args: argparse.Namespace, info: dict) -> list[Path]:
     return written + ([Path(p) for p in dual_pixel["figures"]] if dual_pixel else [])
 
 
-def _dual_pixel_block(args: argparse.Namespace, scenes: Sequence[RealScene], output_dir: Path) -> dict:
+def _dual_pixel_block(args: argparse.Namespace, pipe, scenes: Sequence[RealScene], output_dir: Path) -> dict:
     from ..loading import has_learned_kernel
-    from .methods import load_deblur_pipeline, load_kernels
+    from .methods import load_kernels
 
-    if args.layout_checked != "scenes":
-        raise ValueError("--dual_pixel needs scene folders with dp_a.png and dp_b.png.")
-    with_views = load_scenes(args.root, [s.name for s in scenes], with_dp_views=True)
-    if any(s.dp_views is None for s in with_views):
+    if any(s.dp_views is None for s in scenes):
         raise ValueError("--dual_pixel: every scene folder needs dp_a.png and dp_b.png.")
-    pipe = load_deblur_pipeline(args.model, args.device)
     if pipe.defocus_net is None:
         raise ValueError(f"--dual_pixel: {args.model} has no defocus_net (stage-1 net).")
     # the kernel learned with the stage-1 net (its map's radii are in that kernel's units), else Eq. 3's fixed bank
@@ -268,8 +265,8 @@ def _dual_pixel_block(args: argparse.Namespace, scenes: Sequence[RealScene], out
             a, b, tile_size=tile, tile_overlap=args.tile_overlap, symmetric=not args.dp_one_order
         )[0, ..., 0]
 
-    results, arrays = zip(*(evaluate_dual_pixel_scene(s, predict, kernels) for s in with_views))
-    figures = write_dual_pixel_figures(with_views, arrays, results, output_dir, pipe.defocus_net.config.max_coc)
+    results, arrays = zip(*(evaluate_dual_pixel_scene(s, predict, kernels) for s in scenes))
+    figures = write_dual_pixel_figures(scenes, arrays, results, output_dir, pipe.defocus_net.config.max_coc)
     return {
         "symmetric": not args.dp_one_order,
         "summary": summarise_dual_pixel(results),
