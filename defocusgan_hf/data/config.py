@@ -46,6 +46,13 @@ class DualPixelConfig:
         split_offset_range: per-sample off-centre DP split (unequal half-apertures), a fraction of the radius.
         vertical_split_prob: probability that the aperture is split top/bottom (the first view seeing the top
             half), as on many phones; the pipeline detects and transposes such pairs, so training keeps it 0.
+        chromatic_prob, chromatic_range: probability of axial chromatic aberration, and its size: red's CoC is
+            scaled by ``1 + s`` and blue's by ``1 - s``, ``s`` uniform in ``[-chromatic_range, chromatic_range]``
+            (green unchanged). A scale, not an offset, so a CoC of 0 stays 0 in every channel: in-focus pixels are
+            sharp in all three and the identity target there stays exact.
+        field_varying_prob: probability that the PSF changes across the frame, as mechanical vignetting makes it:
+            the sample's drawn PSF at the centre turns into cat-eye shapes towards the corners, each narrow along
+            its radial direction (weight ``r²``, ``r`` the distance from the centre over the half-diagonal).
     """
 
     max_coc: float = 25.0
@@ -75,6 +82,9 @@ class DualPixelConfig:
     tone_curve_range: tuple[float, float] = (0.0, 0.0)
     split_offset_range: tuple[float, float] = (0.0, 0.0)
     vertical_split_prob: float = 0.0
+    chromatic_prob: float = 0.0
+    chromatic_range: float = 0.0
+    field_varying_prob: float = 0.0
 
     def __post_init__(self):
         if not 0 < self.coc_step <= 1:
@@ -88,15 +98,20 @@ class DualPixelConfig:
             "highlight_prob",
             "grey_prob",
             "vertical_split_prob",
+            "chromatic_prob",
+            "field_varying_prob",
         )
         for name in probabilities + ("all_in_focus_prob", "background_in_focus_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"`{name}` must be a probability in [0, 1], got {getattr(self, name)}.")
+        if not 0 <= self.chromatic_range < 0.5:
+            raise ValueError(f"`chromatic_range` must be a radius scale in [0, 0.5), got {self.chromatic_range}.")
 
     @classmethod
     def varied(cls, **changes) -> DualPixelConfig:
         """The training default: every PSF family, random DP masks, highlights, grey and in-focus scenes, tone
-        curves, and cleaner-to-noisier sensors than the first engine (see the class docstring)."""
+        curves, axial chromatic aberration, PSFs that change across the frame, and cleaner-to-noisier sensors
+        than the first engine (see the class docstring)."""
         values = dict(
             psf_families=PSF_FAMILIES,
             split_softness_range=(0.05, 0.4),
@@ -113,6 +128,9 @@ class DualPixelConfig:
             read_noise_range=(2e-4, 5e-3),
             jpeg_prob=0.4,
             jpeg_quality_range=(70.0, 97.0),
+            chromatic_prob=0.25,
+            chromatic_range=0.08,
+            field_varying_prob=0.1,
         )
         values.update(changes)
         return cls(**values)

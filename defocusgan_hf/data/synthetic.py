@@ -25,6 +25,7 @@ Two ways to use it:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -42,6 +43,49 @@ from .sources import DEFAULT_TRAIN_SOURCES, ImageSource, augment, build_source
 
 def _rand(generator: torch.Generator, *shape: int) -> torch.Tensor:
     return torch.rand(shape, generator=generator, device=generator.device)
+
+
+def _render_channels(
+    linear: torch.Tensor, alpha: torch.Tensor, coc: torch.Tensor, bank, scales: tuple[float, ...] | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`render_layers`, or, with ``scales``, each colour channel with its CoC scaled (axial chromatic
+    aberration): ``(left, right)``, each ``(B, 3, H, W)``."""
+    if scales is None:
+        return render_layers(linear, alpha, coc, bank)
+    channels = [render_layers(linear[:, :, ch : ch + 1], alpha, coc * k, bank) for ch, k in enumerate(scales)]
+    return torch.cat([v[0] for v in channels], dim=1), torch.cat([v[1] for v in channels], dim=1)
+
+
+CAT_EYE_AXES = 4  # cat-eye orientations blended across the frame (every 45°)
+
+
+def field_weights(height: int, width: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the PSF turns into a cat eye: ``r²`` ``(H, W)`` (0 at the centre, 1 in the corners) and ``(4, H, W)``
+    weights of the cat-eye axes at 0°, 45°, 90°, 135° (summing to 1; linear in the angle of the radial direction)."""
+    y = torch.arange(height, device=device) + 0.5 - height / 2  # pixels from the centre
+    x = torch.arange(width, device=device) + 0.5 - width / 2
+    yy, xx = torch.meshgrid(y, x, indexing="ij")
+    r2 = (xx**2 + yy**2) / ((height / 2) ** 2 + (width / 2) ** 2)
+    angle = torch.atan2(yy, xx)
+    axes = torch.arange(CAT_EYE_AXES, device=device).view(-1, 1, 1) * math.pi / CAT_EYE_AXES
+    distance = torch.remainder(angle - axes + math.pi / 2, math.pi) - math.pi / 2  # angle to each axis, mod 180°
+    weights = (1 - distance.abs() / (math.pi / CAT_EYE_AXES)).clamp_min(0)
+    return r2, weights / weights.sum(dim=0, keepdim=True)
+
+
+def _field_varying(sample, centre, shape: PSFShape, overlap: float, bank_of, scales):
+    """Blend the centre rendering into cat-eye renderings towards the frame's corners. Blending renderings with a
+    smooth weight is a spatially varying PSF up to the weight's change over one PSF (small: the weight varies over
+    the whole frame)."""
+    _, _, _, H, W = sample[0].shape
+    r2, weights = field_weights(H, W, sample[0].device)
+    edge = shape.edge if shape.family != "gaussian" else 0.1
+    left, right = centre[0] * (1 - r2), centre[1] * (1 - r2)
+    for k in range(CAT_EYE_AXES):
+        cat_eye = PSFShape("cat_eye", edge=edge, rotation=k * math.pi / CAT_EYE_AXES, overlap=overlap)
+        view_left, view_right = _render_channels(*sample, bank_of(cat_eye), scales)
+        left, right = left + view_left * r2 * weights[k], right + view_right * r2 * weights[k]
+    return left, right
 
 
 class DualPixelRenderer:
@@ -119,8 +163,21 @@ class DualPixelRenderer:
             falloff = uniform(generator, *(c.light_falloff_range or (c.light_falloff,) * 2), 1).item()
             offset = uniform(generator, *c.split_offset_range, 1).item() if c.split_offset_range != (0.0, 0.0) else 0.0
             vertical = c.vertical_split_prob > 0 and bool(_rand(generator, 1) < c.vertical_split_prob)
-            bank = FamilyPSFBank(shape, c.max_coc, c.coc_step, softness, falloff, offset, vertical)
-            views.append(render_layers(linear[b : b + 1], alpha[b : b + 1], coc[b : b + 1], bank))
+            # Draws for the optional effects are made whether or not they are on, so the stream stays the same.
+            chromatic, scale, field, overlap = _rand(generator, 4).tolist()
+            scales = None
+            if chromatic < c.chromatic_prob and c.chromatic_range > 0:
+                s = c.chromatic_range * (2 * scale - 1)
+                scales = (1 + s, 1.0, 1 - s)
+
+            def bank_of(psf_shape: PSFShape) -> FamilyPSFBank:
+                return FamilyPSFBank(psf_shape, c.max_coc, c.coc_step, softness, falloff, offset, vertical)
+
+            sample = linear[b : b + 1], alpha[b : b + 1], coc[b : b + 1]
+            rendered = _render_channels(*sample, bank_of(shape), scales)
+            if field < c.field_varying_prob:
+                rendered = _field_varying(sample, rendered, shape, 0.3 + 0.6 * overlap, bank_of, scales)
+            views.append(rendered)
         return torch.cat([v[0] for v in views]), torch.cat([v[1] for v in views])
 
     @torch.no_grad()

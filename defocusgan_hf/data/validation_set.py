@@ -160,6 +160,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="Image sources: skimage:val, dead_leaves, text, or folders.",
     )
     parser.add_argument("--bit_depth", type=int, default=8, choices=(8, 16), help="Bits per channel of the PNGs.")
+    parser.add_argument(
+        "--data_config",
+        default="eq3",
+        choices=["eq3", "varied"],
+        help="eq3: the first engine, blurred with the paper's Eq. 3 kernel (the models' own family; the default, as "
+        "data/synthetic_val); varied: the training engine's six PSF families, DP masks and sensors, so that a figure "
+        "on it does not use the kernel the models assume.",
+    )
     parser.add_argument("--overwrite", action="store_true", help="Write into a non-empty folder, replacing files.")
     return parser.parse_args(argv)
 
@@ -168,7 +176,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     # One thread: the set is small, and several threads on a shared CPU slow everything down (oversubscription).
     torch.set_num_threads(1)
-    config = DualPixelConfig(max_coc=args.max_coc)
+    config = (DualPixelConfig.varied if args.data_config == "varied" else DualPixelConfig)(max_coc=args.max_coc)
     folder = write_validation_set(
         args.output_dir,
         args.num_samples,

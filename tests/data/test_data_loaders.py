@@ -187,3 +187,14 @@ def test_validation_set_command_never_overwrites_without_the_flag(tmp_path, caps
 def test_validation_set_loader_explains_a_wrong_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="manifest.json"):
         ValidationSet(tmp_path)
+
+
+def test_validation_set_command_renders_the_varied_engine_when_asked(tmp_path):
+    from defocusgan_hf.data import DualPixelConfig
+
+    args = ["--num_samples", "1", "--resolution", "32", "--sources", "dead_leaves", "--seed", "3"]
+    make_valset(["--output_dir", str(tmp_path / "eq3"), *args])
+    make_valset(["--output_dir", str(tmp_path / "varied"), *args, "--data_config", "varied"])
+    eq3, varied = ValidationSet(tmp_path / "eq3"), ValidationSet(tmp_path / "varied")
+    assert eq3.config == DualPixelConfig() and varied.config == DualPixelConfig.varied()
+    assert not torch.equal(eq3[0]["blurred"], varied[0]["blurred"])  # another renderer, not another label

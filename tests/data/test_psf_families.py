@@ -187,3 +187,65 @@ def test_varied_config_draws_masks_unlike_the_search_defaults():
     config = DualPixelConfig.varied()
     assert config.split_softness_range[1] > 0.15 * 2 and config.light_falloff_range[1] > 0.3
     assert config.split_offset_range != (0.0, 0.0)
+
+
+def test_axial_chromatic_aberration_scales_red_and_blue_radii_and_keeps_focus_sharp():
+    from defocusgan_hf.data.synthetic import _render_channels
+
+    torch.manual_seed(0)
+    image = torch.rand(1, 1, 3, 64, 64, dtype=torch.float64)
+    bank = FamilyPSFBank(PSFShape("disc", edge=0.0), max_coc=10)
+    coc = torch.full((1, 1, 1, 64, 64), 5.0, dtype=torch.float64)
+    plain = _render_channels(image, torch.ones_like(coc), coc, bank, None)
+    fringed = _render_channels(image, torch.ones_like(coc), coc, bank, (1.2, 1.0, 0.8))
+    assert torch.equal(fringed[0][:, 1], plain[0][:, 1])  # green: unchanged
+    for ch, radius in ((0, 6.0), (2, 4.0)):  # red blurred as a 6 px disc, blue as a 4 px one
+        expected = fft_convolve(image[:, 0, ch : ch + 1], combined_psf(radius, bank.shape).double()[None])[:, 0]
+        assert torch.allclose((fringed[0][:, ch] + fringed[1][:, ch]) / 2, expected[:, 0], atol=0.03)
+    in_focus = _render_channels(image, torch.ones_like(coc), coc * 0, bank, (1.2, 1.0, 0.8))
+    assert torch.equal(in_focus[0], image[:, 0]) and torch.equal(in_focus[1], image[:, 0])
+
+
+def test_field_varying_psf_is_the_centre_psf_at_the_centre_and_a_radial_cat_eye_in_the_corners():
+    from defocusgan_hf.data.synthetic import _field_varying, field_weights
+
+    r2, weights = field_weights(64, 96)
+    assert float(r2[31:33, 47:49].max()) < 0.01 and float(r2.max()) > 0.95
+    assert torch.allclose(weights.sum(0), torch.ones(64, 96)) and float(weights.min()) >= 0
+    # a grid of points blurred with a 6 px disc: near the centre a disc, in a corner narrow along the diagonal
+    image = torch.zeros(1, 1, 3, 64, 96, dtype=torch.float64)
+    image[..., 32, 48] = image[..., 6, 6] = 1.0
+    coc = torch.full((1, 1, 1, 64, 96), 6.0, dtype=torch.float64)
+    sample = (image, torch.ones_like(coc), coc)
+
+    def bank_of(shape):
+        return FamilyPSFBank(shape, max_coc=8, softness=0.05, falloff=0.0)
+
+    disc = PSFShape("disc", edge=0.0)
+    centre = render_layers(*sample, bank_of(disc))
+    left, right = _field_varying(sample, centre, disc, 0.9, bank_of, None)
+    blurred = ((left + right) / 2)[0, 1]
+    disc_spot = ((centre[0] + centre[1]) / 2)[0, 1, 26:39, 42:55]
+    assert torch.allclose(blurred[26:39, 42:55], disc_spot, atol=0.03 * float(disc_spot.max()))  # r² < 0.03 there
+    spot = blurred[0:14, 0:14].double()
+    y, x = torch.meshgrid(torch.arange(14.0) - 6, torch.arange(14.0) - 6, indexing="ij")
+    radial, tangential = (x + y) / math.sqrt(2), (x - y) / math.sqrt(2)
+    total = spot.sum()
+    # r² = 0.73 there: mostly the cat eye, whose narrow axis is the radial one (the diagonal)
+    assert float((spot * radial**2).sum() / total) < 0.85 * float((spot * tangential**2).sum() / total)
+    near_centre = blurred[26:39, 42:55].double()
+    yc, xc = torch.meshgrid(torch.arange(13.0) - 6, torch.arange(13.0) - 6, indexing="ij")
+    ratio = float((near_centre * xc**2).sum() / (near_centre * yc**2).sum())
+    assert 0.9 < ratio < 1.1  # round at the centre
+
+
+def test_varied_engine_turns_on_chromatic_aberration_and_field_varying_psfs():
+    config = DualPixelConfig.varied()
+    assert config.chromatic_prob > 0 and config.chromatic_range > 0 and config.field_varying_prob > 0
+    everything = DualPixelConfig.varied(max_coc=6, chromatic_prob=1.0, field_varying_prob=1.0, grey_prob=0.0)
+    plain = DualPixelConfig.varied(max_coc=6, chromatic_prob=0.0, field_varying_prob=0.0, grey_prob=0.0)
+    a, b = _render(everything, seed=2), _render(plain, seed=2)
+    assert torch.equal(a["sharp"], b["sharp"]) and torch.equal(a["coc"], b["coc"])  # the same scene and target
+    assert not torch.equal(a["blurred"], b["blurred"])  # rendered with other PSFs
+    with pytest.raises(ValueError, match="chromatic_range"):
+        DualPixelConfig(chromatic_range=0.7)
