@@ -11,7 +11,9 @@ Arms (stage 2, ``train/train_defocusgan.py``; everything after ``--`` goes to ev
 - Table 6: ``adv_defocus`` and ``adv_uniform``, the defocus-weighted against the plain adversarial loss
   (``--lambda_adv`` > 0 in both; Table 4's arms use the shared flags as given).
 
-Each arm trains into ``<output_dir>/<arm>/`` and is evaluated into ``<output_dir>/<arm>/eval/``; an arm whose pipeline
+Each arm trains into ``<output_dir>/<arm>/`` and is evaluated into ``<output_dir>/<arm>/eval/`` (and, with
+``--real_eval_root``, on real captures into ``<output_dir>/<arm>/eval_real/``: a synthetic figure never stands alone,
+e.g. ``--real_eval_root ../shared/real/dpdd_gif``); an arm whose pipeline
 and evaluation exist is not trained again (rerun with the same flags to finish an interrupted sweep). The table goes to
 ``<output_dir>/ablations.md`` and ``ablations.json``, with the budget (steps, batch, resolution, data) in its caption.
 """
@@ -35,6 +37,7 @@ ARMS: dict[str, tuple[str, list[str]]] = {
     "adv_uniform": ("Table 6", ["--adversarial_loss", "uniform"]),
 }
 METRICS = ("psnr", "ssim", "mae", "lpips")
+REAL_METRICS = ("gain", "worse", "sharp_in", "grey_spread_max")  # defocusgan-eval --dataset real, over all scenes
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -52,6 +55,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     add("--eval_root", default="data/synthetic_val", help="defocusgan-eval --root (the same data for every arm).")
     add("--eval_max_images", type=int, default=None, help="defocusgan-eval --max_images (quick checks).")
+    add(
+        "--real_eval_root",
+        default=None,
+        help="Also evaluate every arm with defocusgan-eval --dataset real on this folder of real scenes "
+        "(blurred.png / sharp.png per scene, e.g. ../shared/real/dpdd_gif): gain over the input, scenes made worse, "
+        "sharp-in fidelity and grey spread go into the table beside the synthetic figures.",
+    )
     add("--launcher", default=sys.executable, help="What runs the training script (e.g. 'accelerate launch').")
     add("train_args", nargs=argparse.REMAINDER, help="After --: flags for train/train_defocusgan.py in every arm.")
     args = parser.parse_args(argv)
@@ -93,25 +103,52 @@ def train_and_evaluate(args: argparse.Namespace, arm: str) -> dict:
     from defocusgan_hf.models import DefocusDeblurNet
 
     net = DefocusDeblurNet.from_pretrained(pipeline, subfolder="deblur_net")
-    return {
+    row = {
         "arm": arm,
         "table": ARMS[arm][0],
         "flags": shlex.join(ARMS[arm][1]),
         "parameters": sum(p.numel() for p in net.parameters()),
         **{m: results["results"][key]["all"].get(m) for m in METRICS},  # over all images (LPIPS: with weights)
     }
+    if args.real_eval_root:
+        row.update({f"real_{m}": value for m, value in evaluate_real(args, arm, pipeline, folder).items()})
+    return row
+
+
+def evaluate_real(args: argparse.Namespace, arm: str, pipeline: Path, folder: Path) -> dict:
+    """``defocusgan-eval --dataset real`` of one arm (reused when its results exist): :data:`REAL_METRICS`."""
+    evaluation = folder / "eval_real" / "results.json"
+    if not evaluation.is_file():
+        run([sys.executable, "-m", "defocusgan_hf.evaluate", "--dataset", "real", "--root", args.real_eval_root,
+             "--model", str(pipeline), "--model_label", arm, "--output_dir", str(folder / "eval_real"), "--overwrite",
+             "--contact_sheet_images", "0", "--no_progress"])  # fmt: skip
+    results = json.loads(evaluation.read_text())
+    (subset,) = [name for name in results["results"] if name.startswith("all")]
+    return {m: results["results"][subset][arm].get(m) for m in REAL_METRICS}
 
 
 def markdown(rows: list[dict], caption: str) -> str:
     def fmt(value, digits):
         return "n/a" if value is None or value != value else f"{value:.{digits}f}"
 
-    lines = [caption, "", "| table | arm | flags | parameters | PSNR | SSIM | MAE | LPIPS |", "|---|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    real = "real_gain" in rows[0]
+    header = "| table | arm | flags | parameters | PSNR | SSIM | MAE | LPIPS |"
+    rule = "|---|---|---|---:|---:|---:|---:|---:|"
+    if real:
+        header += " real gain (dB) | real scenes worse | real sharp-in (dB) | real grey spread |"
+        rule += "---:|---:|---:|---:|"
+    lines = [caption, "", header, rule]
     for r in rows:
-        lines.append(
+        line = (
             f"| {r['table']} | {r['arm']} | `{r['flags'] or '(none)'}` | {r['parameters'] / 1e6:.3f}M | "
             f"{fmt(r['psnr'], 2)} | {fmt(r['ssim'], 4)} | {fmt(r['mae'], 4)} | {fmt(r['lpips'], 4)} |"
         )
+        if real:
+            line += (
+                f" {fmt(r['real_gain'], 2)} | {r['real_worse']} | {fmt(r['real_sharp_in'], 2)} | "
+                f"{fmt(r['real_grey_spread_max'], 1)} |"
+            )
+        lines.append(line)
     return "\n".join(lines) + "\n"
 
 
@@ -124,6 +161,7 @@ def main(argv=None) -> list[dict]:
         f"Ablations (Tables 4 and 6) at {args.max_train_steps} steps per arm, evaluated with defocusgan-eval on "
         f"{args.eval_dataset} `{args.eval_root}`"
         + (f" (first {args.eval_max_images} images)" if args.eval_max_images else "")
+        + (f" and on the real scenes `{args.real_eval_root}` (all of them)" if args.real_eval_root else "")
         + f"; shared training flags: `{shlex.join(args.train_args) or '(defaults)'}`."
     )
     table = markdown(rows, caption)

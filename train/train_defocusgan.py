@@ -383,7 +383,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
                 optimizer_g.step()
                 optimizer_g.zero_grad(set_to_none=True)
         logs.update({f"loss/{k}": float(v) for k, v in g_logs.items()})
-        logs["loss/total"] = float(g_loss)
+        logs["loss/total"] = g_loss.item()
         logs["lr"] = optimizer_g.param_groups[0]["lr"]
         if ema is not None:
             ema.step(accelerator.unwrap_model(generator_net).parameters())
