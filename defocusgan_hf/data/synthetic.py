@@ -25,6 +25,7 @@ Two ways to use it:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 
@@ -54,6 +55,10 @@ def _render_channels(
         return render_layers(linear, alpha, coc, bank)
     channels = [render_layers(linear[:, :, ch : ch + 1], alpha, coc * k, bank) for ch, k in enumerate(scales)]
     return torch.cat([v[0] for v in channels], dim=1), torch.cat([v[1] for v in channels], dim=1)
+
+
+def _family_bank(shape: PSFShape, **kwargs) -> FamilyPSFBank:
+    return FamilyPSFBank(shape, **kwargs)
 
 
 CAT_EYE_AXES = 4  # cat-eye orientations blended across the frame (every 45°)
@@ -169,10 +174,8 @@ class DualPixelRenderer:
             if chromatic < c.chromatic_prob and c.chromatic_range > 0:
                 s = c.chromatic_range * (2 * scale - 1)
                 scales = (1 + s, 1.0, 1 - s)
-
-            def bank_of(psf_shape: PSFShape) -> FamilyPSFBank:
-                return FamilyPSFBank(psf_shape, c.max_coc, c.coc_step, softness, falloff, offset, vertical)
-
+            masks = dict(softness=softness, falloff=falloff, offset=offset, vertical=vertical)
+            bank_of = functools.partial(_family_bank, max_coc=c.max_coc, step=c.coc_step, **masks)
             sample = linear[b : b + 1], alpha[b : b + 1], coc[b : b + 1]
             rendered = _render_channels(*sample, bank_of(shape), scales)
             if field < c.field_varying_prob:
