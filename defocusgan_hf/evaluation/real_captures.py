@@ -15,6 +15,10 @@ Measurements (images in [0, 1], 8-bit files; PSNR from ``skimage.metrics`` with 
   leaves a sharp photo alone scores high;
 - **in-focus fidelity**: PSNR(output, input) over the mask's in-focus pixels, the mask eroded by ``erosion`` px
   so that blur that spills over the mask's edge does not count;
+- **gain after colour match**: the PSNR gain when the output and the input are each first matched to the ground
+  truth by a per-channel affine map (least squares): DPDD's blurred and sharp frames were taken at different
+  f-numbers and differ in exposure and colour as well as in sharpness, and this figure leaves only the sharpening
+  (a diagnostic that reads the ground truth, not a method);
 - **colour fidelity**: each input made grey (R = G = B, the channels' mean) and fed in; the output's channel
   spread ``max_c - min_c`` in 8-bit levels, its maximum and mean over the pixels.
 
@@ -25,6 +29,7 @@ changes the input most.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -63,6 +68,11 @@ class RealScene:
     references: dict[str, np.ndarray] = field(default_factory=dict)
     dp_views: tuple[np.ndarray, np.ndarray] | None = None
     notes: list[str] = field(default_factory=list)
+
+    @functools.cached_property
+    def matched_input_psnr(self) -> float | None:
+        """PSNR of the colour-matched input (:func:`colour_matched`), computed once for every method's row."""
+        return None if self.target is None else matched_psnr(self.image, self.target)
 
 
 def detect_layout(root: str | os.PathLike) -> str:
@@ -178,6 +188,22 @@ def masked_psnr(output: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> 
     return psnr(output[mask], reference[mask])
 
 
+def colour_matched(image: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``image`` ``(H, W, 3)`` mapped channel by channel by the affine ``a * x + b`` closest to ``target`` in least
+    squares, clipped to [0, 1]: what is left of the difference is not exposure or colour balance."""
+    out = np.empty(image.shape, np.float64)
+    for c in range(image.shape[-1]):
+        x, y = image[..., c].astype(np.float64).ravel(), target[..., c].astype(np.float64).ravel()
+        design = np.stack([x, np.ones_like(x)], axis=1)
+        (a, b), *_ = np.linalg.lstsq(design, y, rcond=None)
+        out[..., c] = (a * x + b).reshape(image.shape[:-1])
+    return np.clip(out, 0.0, 1.0).astype(image.dtype)
+
+
+def matched_psnr(image: np.ndarray, target: np.ndarray) -> float:
+    return psnr(colour_matched(image, target), target)
+
+
 def channel_spread(image: np.ndarray) -> tuple[float, float]:
     """(max, mean) over pixels of ``max_c - min_c``, in 8-bit levels (0..255)."""
     spread = (image.max(axis=-1) - image.min(axis=-1)) * 255.0
@@ -196,10 +222,17 @@ class RealRow:
     in_focus_psnr: float | None = None
     grey_spread_max: float | None = None
     grey_spread_mean: float | None = None
+    psnr_matched: float | None = None
+    psnr_matched_input: float | None = None
 
     @property
     def gain(self) -> float | None:
         return None if self.psnr is None else self.psnr - self.psnr_input
+
+    @property
+    def matched_gain(self) -> float | None:
+        """The gain once output and input are each colour-matched to the ground truth (:func:`colour_matched`)."""
+        return None if self.psnr_matched is None else self.psnr_matched - self.psnr_matched_input
 
 
 def _mean(values: list) -> float | None:
@@ -225,6 +258,7 @@ def summarise(rows: Sequence[RealRow], worse_margin: float = 0.0) -> dict[str, f
         "gain": _mean(gains),
         "worst_gain": _min(gains),
         "worse": sum(g < -worse_margin for g in gains) if gains else None,
+        "matched_gain": _mean([r.matched_gain for r in rows]),
         "sharp_in": _mean([r.sharp_in_psnr for r in rows]),
         "sharp_in_min": _min([r.sharp_in_psnr for r in rows]),
         "in_focus": _mean([r.in_focus_psnr for r in rows]),
@@ -255,6 +289,7 @@ def evaluate_real(
         if scene.target is not None:
             row.psnr, row.psnr_input = psnr(out, scene.target), psnr(scene.image, scene.target)
             row.ssim = ssim(out, scene.target)
+            row.psnr_matched, row.psnr_matched_input = matched_psnr(out, scene.target), scene.matched_input_psnr
             if sharp_in:
                 row.sharp_in_psnr = psnr(np.clip(restore(scene.target), 0, 1), scene.target)
         if scene.in_focus is not None:
@@ -274,6 +309,7 @@ def reference_rows(scenes: Sequence[RealScene]) -> dict[str, list[RealRow]]:
         for key, image in scene.references.items():
             row = RealRow(scene.name, psnr(image, scene.target), psnr(scene.image, scene.target))
             row.ssim = ssim(image, scene.target)
+            row.psnr_matched, row.psnr_matched_input = matched_psnr(image, scene.target), scene.matched_input_psnr
             out.setdefault(key, []).append(row)
     return out
 
@@ -295,7 +331,7 @@ def training_validation(restore: Restore, scenes: Sequence[RealScene], prefix: s
 
 
 def rows_as_dicts(rows: Sequence[RealRow]) -> list[dict]:
-    return [{**dataclasses.asdict(r), "gain": r.gain} for r in rows]
+    return [{**dataclasses.asdict(r), "gain": r.gain, "matched_gain": r.matched_gain} for r in rows]
 
 
 def most_changed_crop(before: np.ndarray, after: np.ndarray, size: int) -> tuple[int, int, int]:

@@ -207,3 +207,22 @@ def test_an_inverted_mask_is_noted(tmp_path):
     assert scene.notes and "inverted" in scene.notes[0]
     Image.fromarray(255 - mask).save(root / "blur_masks" / "p.png")
     assert load_masked_photos(root, erosion=2)[0].notes == []
+
+
+def test_colour_match_separates_exposure_from_sharpening(scenes_root):
+    from defocusgan_hf.evaluation.real_captures import colour_matched
+
+    rng = np.random.default_rng(3)
+    target = rng.random((16, 16, 3)).astype(np.float32)
+    darker = (0.8 * target + 0.05).astype(np.float32)  # an exposure and black-level change, nothing blurred
+    np.testing.assert_allclose(colour_matched(darker, target), target, atol=1e-5)
+    scenes = load_scenes(scenes_root)
+
+    def brighten(image):
+        return np.clip(image * 1.1, 0, 1)
+
+    brighter = summarise(evaluate_real(brighten, scenes, sharp_in=False, grey=False)[0])
+    assert brighter["gain"] < 0 and abs(brighter["matched_gain"]) < 0.1  # a gain change is not a sharpening
+    sharper = summarise(evaluate_real(sharpen, scenes, sharp_in=False, grey=False)[0])
+    assert sharper["matched_gain"] > 0.3  # undoing the blur still counts once colour is matched
+    assert summarise(evaluate_real(identity, scenes)[0])["matched_gain"] == 0
