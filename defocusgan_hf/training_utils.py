@@ -47,7 +47,7 @@ def synthetic_config(args: argparse.Namespace, **changes):
     """The :class:`~defocusgan_hf.data.DualPixelConfig` that ``--data_config`` / ``--clean_data`` ask for."""
     from .data import DualPixelConfig
 
-    config = DualPixelConfig.varied(**changes) if args.data_config == "varied" else DualPixelConfig(**changes)
+    config = DualPixelConfig.named(args.data_config, **changes)
     return config.clean() if args.clean_data else config
 
 

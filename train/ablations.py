@@ -84,6 +84,12 @@ def run(command: list[str]) -> None:
     subprocess.run(command, cwd=ROOT, check=True)
 
 
+def evaluation_command(dataset: str, root: str, pipeline: Path, arm: str, output_dir: Path) -> list[str]:
+    """``defocusgan-eval`` of one arm's pipeline on one set, written into ``output_dir`` (replacing it)."""
+    return [sys.executable, "-m", "defocusgan_hf.evaluate", "--dataset", dataset, "--root", root, "--model",
+            str(pipeline), "--model_label", arm, "--output_dir", str(output_dir), "--overwrite", "--no_progress"]  # fmt: skip
+
+
 def train_and_evaluate(args: argparse.Namespace, arm: str) -> dict:
     folder = Path(args.output_dir) / arm
     pipeline, evaluation = folder / "pipeline", folder / "eval" / "results.json"
@@ -92,9 +98,8 @@ def train_and_evaluate(args: argparse.Namespace, arm: str) -> dict:
         script = str(ROOT / "train" / "train_defocusgan.py")
         run([*shlex.split(args.launcher), script, "--output_dir", str(folder), *arm_flags(args, arm), *resume])
     if not evaluation.is_file():
-        command = [sys.executable, "-m", "defocusgan_hf.evaluate", "--dataset", args.eval_dataset, "--root",
-                   args.eval_root, "--model", str(pipeline), "--model_label", arm, "--baselines", "none",
-                   "--output_dir", str(folder / "eval"), "--overwrite", "--no_progress"]  # fmt: skip
+        command = evaluation_command(args.eval_dataset, args.eval_root, pipeline, arm, folder / "eval")
+        command += ["--baselines", "none"]
         if args.eval_max_images:
             command += ["--max_images", str(args.eval_max_images)]
         run(command)
@@ -119,9 +124,8 @@ def evaluate_real(args: argparse.Namespace, arm: str, pipeline: Path, folder: Pa
     """``defocusgan-eval --dataset real`` of one arm (reused when its results exist): :data:`REAL_METRICS`."""
     evaluation = folder / "eval_real" / "results.json"
     if not evaluation.is_file():
-        run([sys.executable, "-m", "defocusgan_hf.evaluate", "--dataset", "real", "--root", args.real_eval_root,
-             "--model", str(pipeline), "--model_label", arm, "--output_dir", str(folder / "eval_real"), "--overwrite",
-             "--contact_sheet_images", "0", "--no_progress"])  # fmt: skip
+        command = evaluation_command("real", args.real_eval_root, pipeline, arm, folder / "eval_real")
+        run([*command, "--contact_sheet_images", "0"])
     results = json.loads(evaluation.read_text())
     (subset,) = [name for name in results["results"] if name.startswith("all")]
     return {m: results["results"][subset][arm].get(m) for m in REAL_METRICS}

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from .psf import DEFAULT_LIGHT_FALLOFF, DEFAULT_SPLIT_SOFTNESS
 from .psf_families import PSF_FAMILIES
 
+DATA_CONFIGS = ("eq3", "varied")
+"""Names of the engines :meth:`DualPixelConfig.named` builds (the ``--data_config`` flags' choices)."""
+
 
 @dataclass(frozen=True)
 class DualPixelConfig:
@@ -135,6 +138,14 @@ class DualPixelConfig:
         values.update(changes)
         return cls(**values)
 
+    @classmethod
+    def named(cls, name: str, **changes) -> DualPixelConfig:
+        """The engine a ``--data_config`` flag names: ``"eq3"`` (the class defaults, the first engine) or
+        ``"varied"`` (:meth:`varied`)."""
+        if name not in DATA_CONFIGS:
+            raise ValueError(f"Unknown data config {name!r}; choose from {DATA_CONFIGS}.")
+        return cls.varied(**changes) if name == "varied" else cls(**changes)
+
     def clean(self) -> DualPixelConfig:
         """The same optics and scenes without any photometric or sensor effect: a pure optical rendering."""
         return self.replace(
@@ -160,4 +171,4 @@ class DualPixelConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
-__all__ = ["DualPixelConfig"]
+__all__ = ["DATA_CONFIGS", "DualPixelConfig"]

@@ -57,10 +57,6 @@ def _render_channels(
     return torch.cat([v[0] for v in channels], dim=1), torch.cat([v[1] for v in channels], dim=1)
 
 
-def _family_bank(shape: PSFShape, **kwargs) -> FamilyPSFBank:
-    return FamilyPSFBank(shape, **kwargs)
-
-
 CAT_EYE_AXES = 4  # cat-eye orientations blended across the frame (every 45°)
 
 
@@ -175,7 +171,7 @@ class DualPixelRenderer:
                 s = c.chromatic_range * (2 * scale - 1)
                 scales = (1 + s, 1.0, 1 - s)
             masks = dict(softness=softness, falloff=falloff, offset=offset, vertical=vertical)
-            bank_of = functools.partial(_family_bank, max_coc=c.max_coc, step=c.coc_step, **masks)
+            bank_of = functools.partial(FamilyPSFBank, max_coc=c.max_coc, step=c.coc_step, **masks)
             sample = linear[b : b + 1], alpha[b : b + 1], coc[b : b + 1]
             rendered = _render_channels(*sample, bank_of(shape), scales)
             if field < c.field_varying_prob:

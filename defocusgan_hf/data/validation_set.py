@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..image_io import load_image, save_image
+from .config import DATA_CONFIGS
 from .sources import VALIDATION_SOURCES
 from .synthetic import DualPixelConfig, SyntheticDualPixelDataset
 
@@ -163,7 +164,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--data_config",
         default="eq3",
-        choices=["eq3", "varied"],
+        choices=DATA_CONFIGS,
         help="eq3: the first engine, blurred with the paper's Eq. 3 kernel (the models' own family; the default, as "
         "data/synthetic_val); varied: the training engine's six PSF families, DP masks and sensors, so that a figure "
         "on it does not use the kernel the models assume.",
@@ -176,7 +177,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     # One thread: the set is small, and several threads on a shared CPU slow everything down (oversubscription).
     torch.set_num_threads(1)
-    config = (DualPixelConfig.varied if args.data_config == "varied" else DualPixelConfig)(max_coc=args.max_coc)
+    config = DualPixelConfig.named(args.data_config, max_coc=args.max_coc)
     folder = write_validation_set(
         args.output_dir,
         args.num_samples,

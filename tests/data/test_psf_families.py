@@ -249,3 +249,10 @@ def test_varied_engine_turns_on_chromatic_aberration_and_field_varying_psfs():
     assert not torch.equal(a["blurred"], b["blurred"])  # rendered with other PSFs
     with pytest.raises(ValueError, match="chromatic_range"):
         DualPixelConfig(chromatic_range=0.7)
+
+
+def test_named_data_configs_are_the_flags_engines():
+    assert DualPixelConfig.named("eq3", max_coc=6) == DualPixelConfig(max_coc=6)
+    assert DualPixelConfig.named("varied", max_coc=6) == DualPixelConfig.varied(max_coc=6)
+    with pytest.raises(ValueError, match="eq3"):
+        DualPixelConfig.named("no_such_engine")
