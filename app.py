@@ -33,16 +33,15 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
-from defocusgan_hf import app_utils  # noqa: E402
-from defocusgan_hf.app_handlers import (  # noqa: E402, F401 (close: the app's API)
+from defocusgan_hf.app import utils as app_utils  # noqa: E402
+from defocusgan_hf.app.handlers import (  # noqa: E402, F401 (close: the app's API)
     UploadReader,
     close,
     request_folder,
     serve,
     uploaded_path,
 )
-from defocusgan_hf.app_utils import available_cpus, configure_threads  # noqa: E402, F401 (the app's API)
-from defocusgan_hf.dual_pixel_views import DualPixelConvention  # noqa: E402
+from defocusgan_hf.app.utils import available_cpus, configure_threads  # noqa: E402, F401 (the app's API)
 from defocusgan_hf.image_io import (  # noqa: E402
     DEFAULT_MAX_COC,
     LoadedImage,
@@ -50,9 +49,10 @@ from defocusgan_hf.image_io import (  # noqa: E402
     export_defocus_map,
     save_image,
 )
-from defocusgan_hf.loading import load_pipeline as load_source  # noqa: E402
 from defocusgan_hf.models import DefocusDeblurNet, DualPixelDefocusNet  # noqa: E402
 from defocusgan_hf.pipelines import DefocusDeblurPipeline  # noqa: E402
+from defocusgan_hf.pipelines.dual_pixel_views import DualPixelConvention  # noqa: E402
+from defocusgan_hf.pipelines.loading import load_pipeline as load_source  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CHECKPOINT = ROOT / "checkpoints" / "defocusgan-synthetic"
@@ -61,7 +61,8 @@ EXAMPLES_DIR = ROOT / "examples"
 MAX_PIXELS = 40_000_000
 """Refused above 40 MP (read from the header, nothing decoded): 40 MP as float32 RGB is already 0.5 GB."""
 DOWNSCALE_PIXELS = 12_000_000
-"""Downscaled to 12 MP above it: ≈11 s and 1.4 GB on 2 vCPUs (benchmarks/bench_app.py), and enough for every phone's default resolution."""
+"""Downscaled to 12 MP above it: ≈11 s and 1.4 GB on 2 vCPUs
+(benchmarks/bench_app.py), and enough for every phone's default resolution."""
 TILE_SIZE, TILE_OVERLAP = 640, 64
 """Tiled inference (bounded memory, <1.1 GB in all). On 2 vCPUs, 640 px tiles deblur 1680×1120 faster than the
 pipeline's 512 (6 tiles instead of 12: less overlap) and than 768 or 1024 (more pixels, or slower per pixel)."""

@@ -159,7 +159,7 @@ def measure_deblur(args: argparse.Namespace) -> None:
     from defocusgan_hf.image_io import load_image
     from defocusgan_hf.models import DefocusDeblurNet, DualPixelDefocusNet
     from defocusgan_hf.pipelines import DefocusDeblurPipeline
-    from defocusgan_hf.tiling import count_tiles
+    from defocusgan_hf.pipelines.tiling import count_tiles
 
     work = Path(tempfile.mkdtemp(prefix="bench-app-"))
     os.environ["GRADIO_TEMP_DIR"] = str(work / "gradio")  # the app's results go there; removed at the end
@@ -205,7 +205,8 @@ def measure_deblur(args: argparse.Namespace) -> None:
                 handler.defocus_map(str(photo), str(shifted))
                 times.append(time.perf_counter() - start)
             print(
-                f"defocus map + all-in-focus of a {args.width}×{args.height} DP pair, {torch.get_num_threads()} threads: "
+                f"defocus map + all-in-focus of a {args.width}×{args.height} DP pair, "
+                f"{torch.get_num_threads()} threads: "
                 f"whole request {statistics.median(times):.2f} s, peak RSS {rss_mb()[1]:.0f} MiB"
             )
         for tile_size in args.tile_sizes:  # alternatives to the app's tile size, pipeline only

@@ -4,7 +4,8 @@
     bash benchmarks/quiet.sh python benchmarks/bench_defocus_net.py [--threads 2] [--output defocus.json]
 
 Two DP views in, a signed CoC map out, at 512×512 and 1680×1120; whole and tiled (the same tiles as the
-generator benchmark, through ``defocusgan_hf.tiling.tiled_apply`` as the pipeline does); fp32 and bf16 weights.
+generator benchmark, through ``defocusgan_hf.pipelines.tiling.tiled_apply`` as the pipeline does);
+fp32 and bf16 weights.
 One fresh subprocess per configuration (honest peak RSS); best of the timed runs (as in the generator
 benchmark); ratios measured side by side at the end. See ``bench_generator.py`` for the harness and the
 meaning of the columns.
@@ -40,7 +41,7 @@ from bench_generator import (  # noqa: E402
 
 def worker(config: dict, threads: int) -> None:
     from defocusgan_hf.models import DualPixelDefocusNet
-    from defocusgan_hf.tiling import tiled_apply
+    from defocusgan_hf.pipelines.tiling import tiled_apply
 
     torch.set_num_threads(threads)
     dtype = torch.bfloat16 if config["dtype"] == "bf16" else torch.float32

@@ -248,7 +248,7 @@ def worker(config: dict, threads: int) -> None:
         def fn():
             return pipe(image, tile_size=config["tile"], tile_overlap=config["overlap"], output_type="np")
     else:
-        from defocusgan_hf.tiling import tiled_apply
+        from defocusgan_hf.pipelines.tiling import tiled_apply
 
         image = torch.rand(1, 3, height, width)
 
@@ -325,7 +325,8 @@ def main() -> None:
         else:
             timing = f"{best(measured['times']):.3f} s"
         print(
-            f"  measured {config['net']} {config['path']} {config['size']} {config['dtype']} tile={config['tile']}: {timing}"
+            f"  measured {config['net']} {config['path']} {config['size']} {config['dtype']} "
+            f"tile={config['tile']}: {timing}"
         )
 
     def find(**keys):

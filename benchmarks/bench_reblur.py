@@ -53,8 +53,8 @@ def worker(config: dict, threads: int) -> None:
     size = config["size"]
     sharp, blurred = torch.rand(2, BATCH, 3, size, size, dtype=dtype)
     if config["op"].startswith("search"):
-        from defocusgan_hf.losses import defocus_map_loss, reblur_loss
         from defocusgan_hf.models.reblur import search_coc
+        from defocusgan_hf.training.losses import defocus_map_loss, reblur_loss
 
         kernels = LearnableBlurKernel()().detach()
         coc = signed_map(BATCH, size, config["max_coc"]).to(dtype).requires_grad_(True)

@@ -46,7 +46,7 @@ def worker(config: dict, threads: int) -> None:
 
     from defocusgan_hf.models import DefocusDeblurNet
     from defocusgan_hf.pipelines import DefocusDeblurPipeline
-    from defocusgan_hf.tiling import count_tiles
+    from defocusgan_hf.pipelines.tiling import count_tiles
 
     torch.set_num_threads(threads)
     pipe = DefocusDeblurPipeline(deblur_net=DefocusDeblurNet().eval())

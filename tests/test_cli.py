@@ -12,8 +12,8 @@ import pytest
 from PIL import Image, ImageCms
 
 from defocusgan_hf import cli
-from defocusgan_hf.dual_pixel_views import DualPixelConvention
 from defocusgan_hf.image_io import load_defocus_map_png16, load_image, to_tensor
+from defocusgan_hf.pipelines.dual_pixel_views import DualPixelConvention
 
 
 class FakePipeline:

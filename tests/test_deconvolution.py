@@ -4,8 +4,8 @@ import torch
 from skimage import data
 from skimage.transform import resize
 
-from defocusgan_hf.deconvolution import deconvolve, layered_deconvolution
-from defocusgan_hf.metrics import psnr
+from defocusgan_hf.evaluation.deconvolution import deconvolve, layered_deconvolution
+from defocusgan_hf.evaluation.metrics import psnr
 from defocusgan_hf.models import kernel_bank, reblur
 
 MAX_RADIUS = 6

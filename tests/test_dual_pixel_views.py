@@ -5,9 +5,9 @@ import pytest
 import torch
 from scipy import ndimage
 
-from defocusgan_hf.dual_pixel_views import balance_brightness, detect_split, prepare_views, swap_symmetric
 from defocusgan_hf.models import DefocusDeblurNet, DualPixelDefocusNet
 from defocusgan_hf.pipelines import DefocusDeblurPipeline
+from defocusgan_hf.pipelines.dual_pixel_views import balance_brightness, detect_split, prepare_views, swap_symmetric
 
 
 def _texture(h=96, w=128, seed=0):

@@ -2,9 +2,9 @@
 
 import pytest
 
-from defocusgan_hf.loading import load_defocus_net, load_pipeline
 from defocusgan_hf.models import DefocusDeblurNet, DualPixelDefocusNet
 from defocusgan_hf.pipelines import DefocusDeblurPipeline
+from defocusgan_hf.pipelines.loading import load_defocus_net, load_pipeline
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 

@@ -5,7 +5,11 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from defocusgan_hf.losses import (
+from defocusgan_hf.models.blur_kernel import LearnableBlurKernel
+from defocusgan_hf.models.discriminator import PatchDiscriminator
+from defocusgan_hf.models.reblur import reblur
+from defocusgan_hf.perceptual.vgg import VGG19Features, VGGWeightsNotFoundError
+from defocusgan_hf.training.losses import (
     GeneratorLoss,
     PerceptualLoss,
     critic_loss,
@@ -16,10 +20,6 @@ from defocusgan_hf.losses import (
     reblur_loss,
     smoothness_loss,
 )
-from defocusgan_hf.models.blur_kernel import LearnableBlurKernel
-from defocusgan_hf.models.discriminator import PatchDiscriminator
-from defocusgan_hf.models.reblur import reblur
-from defocusgan_hf.perceptual.vgg import VGG19Features, VGGWeightsNotFoundError
 
 
 class LinearCritic(nn.Module):

@@ -3,7 +3,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from defocusgan_hf.metrics import (
+from defocusgan_hf.evaluation.metrics import (
     DPDD_INDOOR_INDICES,
     as_image_array,
     coc_errors,
@@ -157,7 +157,7 @@ def test_lpips_refuses_the_wrong_backbone_and_incomplete_files(tmp_path):
 
 
 def test_squared_error_by_coc_pools_each_range_and_its_psnr():
-    from defocusgan_hf.metrics import parse_coc_edges, pooled_psnr, squared_error_by_coc
+    from defocusgan_hf.evaluation.metrics import parse_coc_edges, pooled_psnr, squared_error_by_coc
 
     target = np.zeros((2, 3, 3))
     prediction = np.zeros((2, 3, 3))

@@ -1,13 +1,16 @@
-"""The checkpoint's README.md is generated from its model card (defocusgan_hf.model_card), never edited apart."""
+"""The checkpoint's README.md is generated from its model card (defocusgan_hf.training.model_card), never
+edited apart."""
 
 from pathlib import Path
 
-from defocusgan_hf.model_card import CARDS, ROOT, checkpoint_card, relocate_links
+from defocusgan_hf.training.model_card import CARDS, ROOT, checkpoint_card, relocate_links
 
 
 def test_checkpoint_readmes_are_generated_from_the_model_cards():
     for source, target in CARDS.items():
-        assert (ROOT / target).read_text() == checkpoint_card(source), "run `python -m defocusgan_hf.model_card`"
+        assert (ROOT / target).read_text() == checkpoint_card(source), (
+            "run `python -m defocusgan_hf.training.model_card`"
+        )
 
 
 def test_links_are_rewritten_for_the_new_folder():

@@ -9,10 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from defocusgan_hf import publish
+from defocusgan_hf.app import publish
 
 ROOT = Path(__file__).resolve().parents[1]
-WEIGHTS = [f"checkpoints/defocusgan-synthetic/{n}/diffusion_pytorch_model.safetensors" for n in ("blur_kernel", "deblur_net", "defocus_net")]  # fmt: skip
+WEIGHTS = [
+    f"checkpoints/defocusgan-synthetic/{n}/diffusion_pytorch_model.safetensors"
+    for n in ("blur_kernel", "deblur_net", "defocus_net")
+]
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +27,8 @@ def space(tmp_path_factory):
 def test_the_space_holds_what_the_app_needs_and_nothing_else(space):
     folder, files = space
     assert {"app.py", "README.md", "LICENSE", ".gitattributes", "requirements.txt", *WEIGHTS} <= set(files)
-    assert {"examples/coffee_defocused.jpg", "examples/chelsea_dp_left.jpg", "defocusgan_hf/pipelines.py"} <= set(files)
+    needed = {"examples/coffee_defocused.jpg", "examples/chelsea_dp_left.jpg"}
+    assert needed | {"defocusgan_hf/pipelines/pipeline_defocus_deblur.py"} <= set(files)
     assert not [f for f in files if f.startswith(("tests/", "train/", "runs/", "data/", "docs/", "benchmarks/", "."))
                 and f != ".gitattributes"]  # fmt: skip
     assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) == sorted(files)

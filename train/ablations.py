@@ -86,8 +86,9 @@ def run(command: list[str]) -> None:
 
 def evaluation_command(dataset: str, root: str, pipeline: Path, arm: str, output_dir: Path) -> list[str]:
     """``defocusgan-eval`` of one arm's pipeline on one set, written into ``output_dir`` (replacing it)."""
-    return [sys.executable, "-m", "defocusgan_hf.evaluate", "--dataset", dataset, "--root", root, "--model",
-            str(pipeline), "--model_label", arm, "--output_dir", str(output_dir), "--overwrite", "--no_progress"]  # fmt: skip
+    return [sys.executable, "-m", "defocusgan_hf.evaluation", "--dataset", dataset, "--root", root, "--model",
+            str(pipeline), "--model_label", arm, "--output_dir", str(output_dir),
+            "--overwrite", "--no_progress"]  # fmt: skip
 
 
 def train_and_evaluate(args: argparse.Namespace, arm: str) -> dict:

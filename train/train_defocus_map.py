@@ -29,14 +29,28 @@ from safetensors.torch import save_file
 from torch.utils.data import default_collate
 from tqdm.auto import tqdm
 
-from defocusgan_hf import recipes
-from defocusgan_hf import training_utils as tu
 from defocusgan_hf.data import DualPixelRenderer
 from defocusgan_hf.data.real_dual_pixel import RealDualPixelDataset, load_real_dual_pixel
-from defocusgan_hf.loading import load_defocus_net
-from defocusgan_hf.losses import defocus_map_loss, reblur_loss, search_target
 from defocusgan_hf.models import DualPixelDefocusNet, LearnableBlurKernel
 from defocusgan_hf.models.reblur import bank_layers
+from defocusgan_hf.pipelines.loading import load_defocus_net
+from defocusgan_hf.training import recipes
+from defocusgan_hf.training.accelerator import TimeBudget, make_accelerator, register_hub_folder_hooks
+from defocusgan_hf.training.args import add_common_args, add_synthetic_data_args, load_model_config, synthetic_config
+from defocusgan_hf.training.checkpoints import (
+    check_output_dir,
+    checkpoint_step,
+    for_export,
+    log_jsonl,
+    resolve_resume,
+    save_checkpoint,
+)
+from defocusgan_hf.training.ema import ema_weights, make_ema
+from defocusgan_hf.training.losses import defocus_map_loss, reblur_loss, search_target
+from defocusgan_hf.training.model_card import write_model_card
+from defocusgan_hf.training.sampling import step_generator, step_loader, training_dataset
+from defocusgan_hf.training.schedule import lr_lambda, set_learning_rate
+from defocusgan_hf.training.validation import validation_samples, validation_source
 
 logger = get_logger(__name__)
 CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -44,7 +58,7 @@ CONFIGS = Path(__file__).resolve().parent / "configs"
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    tu.add_common_args(parser, default_output_dir="runs/defocus-map", default_lr=2e-5)
+    add_common_args(parser, default_output_dir="runs/defocus-map", default_lr=2e-5)
     add = parser.add_argument
     add("--model_config", default=None, help="JSON file or string of DualPixelDefocusNet config overrides.")
     add(
@@ -125,9 +139,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--real_dp_every",
         type=int,
         default=2,
-        help="With --real_dp_root, every N-th step trains on a real batch (2: half the steps), the others on synthetic.",
+        help="With --real_dp_root, every N-th step trains on a real batch (2: half the steps), the others on "
+        "synthetic.",
     )
-    tu.add_synthetic_data_args(parser, default_config="eq3")
+    add_synthetic_data_args(parser, default_config="eq3")
     recipes.add_recipe_args(parser, CONFIGS, "defocus_map")
     args = recipes.parse_args(parser, argv, CONFIGS, "defocus_map")
     if args.kernel_learning_rate is not None and not args.kernel_learning_rate > 0:
@@ -212,7 +227,8 @@ def log_validation(
     for sample in validation:
         batch = {k: v[None].to(accelerator.device) for k, v in sample.items() if isinstance(v, torch.Tensor)}
         pred = model(batch["left"], batch["right"]).defocus_map
-        # The combined-image search needs every layer of the bank; without it reblur computes only those the map reaches.
+        # The combined-image search needs every layer of the bank; without it reblur computes only those the
+        # map reaches.
         views = (batch["left"], batch["right"]) if args.search_dp_views else None
         layers = None if cached or views is not None else bank_layers(batch["sharp"], kernels)
         reblur_l1.append(float(reblur_loss(batch["sharp"], batch["blurred"], pred, kernels, layers)))
@@ -253,16 +269,16 @@ def log_validation(
 
 
 def main(args: argparse.Namespace) -> dict[str, float]:
-    tu.check_output_dir(args)
-    accelerator = tu.make_accelerator(args)
+    check_output_dir(args)
+    accelerator = make_accelerator(args)
     if args.recipe_steps:
         logger.info(f"--recipe {args.recipe}, in steps: {args.recipe_steps}")
-    resume = tu.resolve_resume(args)
+    resume = resolve_resume(args)
 
     if args.init_from:
         net = load_defocus_net(args.init_from)
     else:
-        net = DualPixelDefocusNet(max_coc=args.max_coc, **tu.load_model_config(args.model_config))
+        net = DualPixelDefocusNet(max_coc=args.max_coc, **load_model_config(args.model_config))
     net.train()
     init = "gaussian" if args.kernel == "gaussian" else "butterworth"
     kernel = LearnableBlurKernel(
@@ -287,21 +303,21 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         betas=(args.adam_beta1, args.adam_beta2),
     )
     net, kernel, optimizer_net, optimizer_kernel = accelerator.prepare(net, kernel, optimizer_net, optimizer_kernel)
-    tu.register_hub_folder_hooks(accelerator, ["defocus_net", "blur_kernel"])
-    ema = tu.make_ema(args, accelerator, net)  # of the net; the kernel is small and trains in blocks
-    schedule = tu.lr_lambda(args.lr_warmup_steps, 0)
+    register_hub_folder_hooks(accelerator, ["defocus_net", "blur_kernel"])
+    ema = make_ema(args, accelerator, net)  # of the net; the kernel is small and trains in blocks
+    schedule = lr_lambda(args.lr_warmup_steps, 0)
 
     start_step = 0
     if resume is not None:
         accelerator.load_state(str(resume))
-        start_step = tu.checkpoint_step(resume)
+        start_step = checkpoint_step(resume)
     if accelerator.is_main_process:
         accelerator.init_trackers(
             "defocus_map", config={k: v for k, v in vars(args).items() if isinstance(v, int | float | str | bool)}
         )
 
-    renderer = DualPixelRenderer(tu.synthetic_config(args, max_coc=args.max_coc))
-    iterator = iter(tu.step_loader(tu.training_dataset(args), args, accelerator, start_step))
+    renderer = DualPixelRenderer(synthetic_config(args, max_coc=args.max_coc))
+    iterator = iter(step_loader(training_dataset(args), args, accelerator, start_step))
     real_batch = None
     if args.real_dp_root:
         names = args.real_dp_scenes.split(",") if args.real_dp_scenes else None
@@ -318,7 +334,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
             first = (step * accelerator.num_processes + accelerator.process_index) * args.train_batch_size
             return default_collate([real_data[first + i] for i in range(args.train_batch_size)])
 
-    validation = tu.validation_samples(args)
+    validation = validation_samples(args)
     search_cache = SearchMAECache()
 
     progress = tqdm(
@@ -330,10 +346,10 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     )
     history: dict[str, float] = {}
     step, started = start_step, time.time()
-    budget = tu.TimeBudget(args.max_train_minutes, accelerator)
+    budget = TimeBudget(args.max_train_minutes, accelerator)
     while step < args.max_train_steps:
         phase = phase_at(step, args)
-        tu.set_learning_rate(optimizer_net, args.learning_rate * schedule(step))
+        set_learning_rate(optimizer_net, args.learning_rate * schedule(step))
         smooth = args.lambda_smooth if step >= args.smoothness_start_step else 0.0
         for _ in range(args.gradient_accumulation_steps):
             batch = next(iterator)  # drawn every step, so that resuming replays the same stream
@@ -342,7 +358,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
                 batch = real_batch(step)
             batch = {k: v.to(accelerator.device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
             if args.dataset == "synthetic" and not real:
-                generator = tu.step_generator(args.seed, step, accelerator.process_index, accelerator.device)
+                generator = step_generator(args.seed, step, accelerator.process_index, accelerator.device)
                 with torch.no_grad():
                     batch = renderer(batch["sharp"], generator)
             with accelerator.accumulate(net, kernel):
@@ -381,18 +397,18 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         }
         if step % args.logging_steps == 0 or step == args.max_train_steps:
             logs["steps_per_second"] = (step - start_step) / max(time.time() - started, 1e-9)
-            tu.log_jsonl(accelerator, args, logs, step)
+            log_jsonl(accelerator, args, logs, step)
             logger.info(f"step {step} ({phase}): " + ", ".join(f"{k}={v:.5g}" for k, v in logs.items()))
         if step % args.checkpointing_steps == 0 or step == args.max_train_steps:
-            tu.save_checkpoint(accelerator, args, step)
+            save_checkpoint(accelerator, args, step)
         if (
             accelerator.is_main_process
             and validation
             and (step % args.validation_steps == 0 or step == args.max_train_steps)
         ):
-            with tu.ema_weights(ema, accelerator.unwrap_model(net)):
+            with ema_weights(ema, accelerator.unwrap_model(net)):
                 history = log_validation(net, kernel, args, accelerator, step, validation, search_cache)
-            tu.log_jsonl(accelerator, args, history, step)
+            log_jsonl(accelerator, args, history, step)
     progress.close()
     if ema is not None:
         ema.copy_to(accelerator.unwrap_model(net).parameters())  # validated and exported from here on
@@ -402,14 +418,15 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         out = Path(args.output_dir)
-        tu.for_export(accelerator.unwrap_model(net), args).save_pretrained(out / "defocus_net")
+        for_export(accelerator.unwrap_model(net), args).save_pretrained(out / "defocus_net")
         accelerator.unwrap_model(kernel).save_pretrained(out / "blur_kernel")
-        tu.write_model_card(
+        write_model_card(
             out / "defocus_net",
             title="Dual-pixel defocus-map net (defocusgan_hf, stage 1)",
             description=f"Trained without ground-truth maps by `train/train_defocus_map.py` for {step} steps on "
-            f"{args.dataset} data with the {args.kernel} kernel ({args.resolution}² crops, batch {args.train_batch_size}). "
-            f"Metrics on the first {len(validation)} samples of {tu.validation_source(args)}.",
+            f"{args.dataset} data with the {args.kernel} kernel ({args.resolution}² crops, "
+            f"batch {args.train_batch_size}). "
+            f"Metrics on the first {len(validation)} samples of {validation_source(args)}.",
             metrics=history,
             command="accelerate launch train/train_defocus_map.py " + " ".join(sys.argv[1:]),
             tags=["defocus-map", "depth-estimation"],

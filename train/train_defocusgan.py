@@ -30,13 +30,9 @@ import torch
 from accelerate.logging import get_logger
 from tqdm.auto import tqdm
 
-from defocusgan_hf import recipes
-from defocusgan_hf import training_utils as tu
 from defocusgan_hf.data import DualPixelRenderer
+from defocusgan_hf.evaluation.metrics import psnr
 from defocusgan_hf.evaluation.real_captures import load_scenes, training_validation
-from defocusgan_hf.loading import load_blur_kernel, load_defocus_net
-from defocusgan_hf.losses import GeneratorLoss, PerceptualLoss, critic_loss, defocus_weights
-from defocusgan_hf.metrics import psnr
 from defocusgan_hf.models import (
     DefocusDeblurNet,
     DualPixelDefocusNet,
@@ -44,8 +40,26 @@ from defocusgan_hf.models import (
     guidance_weight_at,
 )
 from defocusgan_hf.models.deblur_net import GENERATOR_PRESETS, to_luma_residual
-from defocusgan_hf.models.vgg import VGG19Features
+from defocusgan_hf.perceptual.vgg import VGG19Features
 from defocusgan_hf.pipelines import DefocusDeblurPipeline
+from defocusgan_hf.pipelines.loading import load_blur_kernel, load_defocus_net
+from defocusgan_hf.training import recipes
+from defocusgan_hf.training.accelerator import TimeBudget, make_accelerator, register_hub_folder_hooks
+from defocusgan_hf.training.args import add_common_args, add_synthetic_data_args, load_model_config, synthetic_config
+from defocusgan_hf.training.checkpoints import (
+    check_output_dir,
+    checkpoint_step,
+    for_export,
+    log_jsonl,
+    resolve_resume,
+    save_checkpoint,
+)
+from defocusgan_hf.training.ema import ema_weights, make_ema
+from defocusgan_hf.training.losses import GeneratorLoss, PerceptualLoss, critic_loss, defocus_weights
+from defocusgan_hf.training.model_card import write_model_card
+from defocusgan_hf.training.sampling import step_generator, step_loader, training_dataset
+from defocusgan_hf.training.schedule import lr_lambda, set_learning_rate
+from defocusgan_hf.training.validation import validation_samples, validation_source
 
 logger = get_logger(__name__)
 CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -53,7 +67,7 @@ CONFIGS = Path(__file__).resolve().parent / "configs"
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    tu.add_common_args(parser, default_output_dir="runs/defocusgan", default_lr=2e-4)
+    add_common_args(parser, default_output_dir="runs/defocusgan", default_lr=2e-4)
     add = parser.add_argument
     add(
         "--model_config",
@@ -129,7 +143,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help="Cap the synthetic scenes' CoC scale (px); default: the engine's.",
     )
-    tu.add_synthetic_data_args(parser, default_config="varied")
+    add_synthetic_data_args(parser, default_config="varied")
     add(
         "--luma_residual",
         action="store_true",
@@ -166,7 +180,7 @@ def build_generator(args) -> DefocusDeblurNet:
     if args.init_from:
         net = DefocusDeblurNet.from_pretrained(args.init_from, subfolder="deblur_net")
         return to_luma_residual(net) if args.luma_residual else net
-    config = tu.load_model_config(args.model_config)
+    config = load_model_config(args.model_config)
     if args.no_rcab:
         config["block_type"] = "conv"
     if args.single_scale:
@@ -192,21 +206,21 @@ class Batches:
         self.args, self.accelerator, self.defocus_net = args, accelerator, defocus_net
         if args.dataset == "dpdd" and defocus_net is None:
             raise SystemExit("--dataset dpdd has no true CoC maps: pass --defocus_model (a stage-1 checkpoint).")
-        dataset = tu.training_dataset(args)
+        dataset = training_dataset(args)
         self.renderer = None
         if args.dataset == "synthetic":
-            config = tu.synthetic_config(args)
+            config = synthetic_config(args)
             if args.max_aperture is not None:
                 config = config.replace(aperture_range=(config.aperture_range[0], args.max_aperture))
             self.renderer = DualPixelRenderer(config)
-        self.iterator = iter(tu.step_loader(dataset, args, accelerator, start_step))
+        self.iterator = iter(step_loader(dataset, args, accelerator, start_step))
 
     @torch.no_grad()
     def next(self, step: int) -> dict[str, torch.Tensor]:
         device = self.accelerator.device
         batch = {k: v.to(device) for k, v in next(self.iterator).items() if isinstance(v, torch.Tensor)}
         if self.renderer is not None:
-            generator = tu.step_generator(self.args.seed, step, self.accelerator.process_index, device)
+            generator = step_generator(self.args.seed, step, self.accelerator.process_index, device)
             batch = self.renderer(batch["sharp"], generator)
         if self.defocus_net is not None:
             batch["coc"] = self.defocus_net(batch["left"], batch["right"]).defocus_map
@@ -279,11 +293,11 @@ def real_validation(model, accelerator, step: int, real_scenes: list) -> dict[st
 
 
 def main(args: argparse.Namespace) -> dict[str, float]:
-    tu.check_output_dir(args)
-    accelerator = tu.make_accelerator(args)
+    check_output_dir(args)
+    accelerator = make_accelerator(args)
     if args.recipe_steps:
         logger.info(f"--recipe {args.recipe}, in steps: {args.recipe_steps}")
-    resume = tu.resolve_resume(args)
+    resume = resolve_resume(args)
 
     generator_net = build_generator(args)
     generator_net.train()
@@ -310,17 +324,17 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     )
     # The learning rate is a pure function of the step (set before each step), so resuming needs no scheduler state
     # and DDP does not multiply scheduler steps.
-    schedule = tu.lr_lambda(args.lr_warmup_steps, args.lr_halving_steps)
+    schedule = lr_lambda(args.lr_warmup_steps, args.lr_halving_steps)
     generator_net, critic, optimizer_g, optimizer_d = accelerator.prepare(
         generator_net, critic, optimizer_g, optimizer_d
     )
-    tu.register_hub_folder_hooks(accelerator, ["deblur_net", "critic"])
-    ema = tu.make_ema(args, accelerator, generator_net)
+    register_hub_folder_hooks(accelerator, ["deblur_net", "critic"])
+    ema = make_ema(args, accelerator, generator_net)
 
     start_step = 0
     if resume is not None:
         accelerator.load_state(str(resume))
-        start_step = tu.checkpoint_step(resume)
+        start_step = checkpoint_step(resume)
         logger.info(f"Resumed from {resume} at step {start_step}")
     if accelerator.is_main_process:
         accelerator.init_trackers(
@@ -328,7 +342,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         )
 
     batches = Batches(args, accelerator, start_step, defocus_net)
-    validation = tu.validation_samples(args, dp_views=False)
+    validation = validation_samples(args, dp_views=False)
     real_scenes = load_scenes(args.real_val_root, args.real_val_scenes.split(",")) if args.real_val_root else None
     critic_generator = torch.Generator(device=accelerator.device)
     progress = tqdm(
@@ -341,11 +355,11 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     history: dict[str, float] = {}
     step = start_step
     started = time.time()
-    budget = tu.TimeBudget(args.max_train_minutes, accelerator)
+    budget = TimeBudget(args.max_train_minutes, accelerator)
     while step < args.max_train_steps:
         weight = 0.0 if args.no_guidance else guidance_weight_at(step, args.guidance_anneal_steps)
-        tu.set_learning_rate(optimizer_g, args.learning_rate * schedule(step))
-        tu.set_learning_rate(optimizer_d, (args.critic_learning_rate or args.learning_rate) * schedule(step))
+        set_learning_rate(optimizer_g, args.learning_rate * schedule(step))
+        set_learning_rate(optimizer_d, (args.critic_learning_rate or args.learning_rate) * schedule(step))
         for _ in range(args.gradient_accumulation_steps):
             batch = batches.next(step)
             blurred, sharp, coc = batch["blurred"], batch["sharp"], batch["coc"]
@@ -394,15 +408,15 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         progress.set_postfix(loss=f"{logs['loss/total']:.4f}", w=f"{weight:.2f}")
         if step % args.logging_steps == 0 or step == args.max_train_steps:
             logs["steps_per_second"] = (step - start_step) / max(time.time() - started, 1e-9)
-            tu.log_jsonl(accelerator, args, logs, step)
+            log_jsonl(accelerator, args, logs, step)
             logger.info(f"step {step}: " + ", ".join(f"{k}={v:.5g}" for k, v in logs.items()))
         if step % args.checkpointing_steps == 0 or step == args.max_train_steps:
-            tu.save_checkpoint(accelerator, args, step)
+            save_checkpoint(accelerator, args, step)
         validate = (validation or real_scenes) and (step % args.validation_steps == 0 or step == args.max_train_steps)
         if accelerator.is_main_process and validate:
-            with tu.ema_weights(ema, accelerator.unwrap_model(generator_net)):
+            with ema_weights(ema, accelerator.unwrap_model(generator_net)):
                 history = log_validation(generator_net, args, accelerator, step, validation, real_scenes)
-            tu.log_jsonl(accelerator, args, history, step)
+            log_jsonl(accelerator, args, history, step)
         history["last_loss"] = logs["loss/total"]
     progress.close()
     if (
@@ -423,18 +437,18 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         if defocus_net is None and stage1:
             defocus_net = load_defocus_net(stage1)
         pipe = DefocusDeblurPipeline(
-            deblur_net=tu.for_export(final.eval(), args),
-            defocus_net=None if defocus_net is None else tu.for_export(defocus_net, args),
+            deblur_net=for_export(final.eval(), args),
+            defocus_net=None if defocus_net is None else for_export(defocus_net, args),
             blur_kernel=load_blur_kernel(stage1),
         )
         pipeline_dir = Path(args.output_dir) / "pipeline"
         pipe.save_pretrained(pipeline_dir)
-        tu.write_model_card(
+        write_model_card(
             pipeline_dir,
             title="DefocusGAN generator (defocusgan_hf)",
             description=f"Trained with `train/train_defocusgan.py` for {step} steps on {args.dataset} data "
             f"({args.resolution}² crops, batch {args.train_batch_size}). Metrics on the first "
-            f"{len(validation)} samples of {tu.validation_source(args)}.",
+            f"{len(validation)} samples of {validation_source(args)}.",
             metrics=history,
             command="accelerate launch train/train_defocusgan.py " + " ".join(sys.argv[1:]),
             tags=["defocusgan"],

@@ -17,7 +17,7 @@ import cv2
 from tqdm.auto import tqdm
 
 from ..image_io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
-from ..loading import load_pipeline
+from ..pipelines.loading import load_pipeline
 
 DEFAULT_MODEL: str | None = None
 """Model used when neither ``--model`` nor ``$DEFOCUSGAN_MODEL`` is given (None until weights are published)."""

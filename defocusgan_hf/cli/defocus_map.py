@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..dual_pixel_views import DualPixelConvention
 from ..image_io import (
     DEFAULT_MAX_COC,
     DEFOCUS_OUTPUTS,
@@ -23,6 +22,7 @@ from ..image_io import (
     export_defocus_map,
     load_image,
 )
+from ..pipelines.dual_pixel_views import DualPixelConvention
 from . import common
 
 

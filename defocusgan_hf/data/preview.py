@@ -93,7 +93,7 @@ def _label(axis, text: str) -> None:
 
 def estimate_maps(folder: str, samples: list[dict]) -> list:
     """Signed CoC maps ``(H, W)`` (px, NumPy) of a stage-1 net folder (or a pipeline folder with defocus_net/)."""
-    from ..loading import load_defocus_net
+    from ..pipelines.loading import load_defocus_net
 
     net = load_defocus_net(folder)
     with torch.no_grad():
@@ -108,8 +108,12 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=1234, help="Seed when rendering on the fly.")
     parser.add_argument("--resolution", type=int, default=256, help="Resolution when rendering on the fly.")
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing output file.")
-    parser.add_argument("--data_config", choices=["varied", "eq3"], default="eq3",
-                        help="Engine when rendering on the fly: DualPixelConfig.varied() or the first (Eq. 3) one.")  # fmt: skip
+    parser.add_argument(
+        "--data_config",
+        choices=["varied", "eq3"],
+        default="eq3",
+        help="Engine when rendering on the fly: DualPixelConfig.varied() or the first (Eq. 3).",
+    )
     parser.add_argument("--image_dir", default=None, help="Extra folder of sharp photos when rendering on the fly.")
     parser.add_argument("--psf_families", action="store_true", help="Draw the PSF families instead of samples.")
     parser.add_argument("--defocus_models", nargs="*", default=[], metavar="LABEL=FOLDER",

@@ -137,7 +137,8 @@ class DualPixelRenderer:
         return torch.stack(layers, dim=1)
 
     def _focus_variety(self, scene: DualPixelScene, generator: torch.Generator) -> DualPixelScene:
-        """Scenes all in focus (``all_in_focus_prob``) or with the background in focus (``background_in_focus_prob``)."""
+        """Scenes all in focus (``all_in_focus_prob``) or with the background in focus
+        (``background_in_focus_prob``)."""
         c = self.config
         if c.all_in_focus_prob <= 0 and c.background_in_focus_prob <= 0:
             return scene

@@ -1,6 +1,7 @@
 """Write (and read back) the fixed, seeded synthetic validation set, so every number is measured on the same images.
 
-    python -m defocusgan_hf.data.validation_set --output_dir data/synthetic_val --num_samples 24 --resolution 256 --seed 1234
+    python -m defocusgan_hf.data.validation_set --output_dir data/synthetic_val \
+        --num_samples 24 --resolution 256 --seed 1234
     defocusgan-make-valset --output_dir data/synthetic_val        # the same, as a console script
 
 Content held out from training: the scikit-image photographs of ``SKIMAGE_SPLITS["val"]`` (never used by the

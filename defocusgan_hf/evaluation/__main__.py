@@ -1,6 +1,6 @@
 """Evaluate deblurring models and the two-stage baselines with the paper's protocol (Tables 1, 3 and 5).
 
-    python -m defocusgan_hf.evaluate --dataset synthetic --root data/synthetic_val --model runs/defocusgan/pipeline \\
+    python -m defocusgan_hf.evaluation --dataset synthetic --root data/synthetic_val --model runs/defocusgan/pipeline \\
         --protocol seed --output_dir eval/synthetic_seed
     defocusgan-eval --dataset dpdd --root /data/dd_dp_dataset_canon --model PATH --protocol peer \\
         --lpips_weights lpips_alex.safetensors --output_dir eval/dpdd_peer
@@ -11,7 +11,8 @@
 Rows ("methods"): the blurred input itself; the model (``--model``, a pipeline folder or Hub id); and the
 two-stage baselines ``{wiener,rl}_{true,estimated}_map``: the CoC map (the ground-truth one of synthetic data,
 or the stage-1 net's estimate from the DP views) followed by layered non-blind deconvolution
-(:mod:`defocusgan_hf.deconvolution`). Columns: PSNR, SSIM, MAE, LPIPS (see :mod:`defocusgan_hf.metrics` for
+(:mod:`defocusgan_hf.evaluation.deconvolution`). Columns: PSNR, SSIM, MAE, LPIPS (see
+:mod:`defocusgan_hf.evaluation.metrics` for
 the protocols), for estimated maps with ground truth the CoC error in pixels, and for every map the stage-1
 objective itself (Eq. 2's reblur L1: how well that map, reblurring the sharp image with its row's kernels, explains
 the blurred one; measurable on DPDD too, where no true map exists). On DPDD the 76 test scenes
@@ -40,10 +41,10 @@ from pathlib import Path
 import torch
 
 from .. import __version__
-from ..deconvolution import DEFAULT_RL_ITERATIONS, DEFAULT_WIENER_BALANCE
-from ..metrics import DEFAULT_COC_EDGES, get_protocol, parse_coc_edges
 from .datasets import open_dataset
+from .deconvolution import DEFAULT_RL_ITERATIONS, DEFAULT_WIENER_BALANCE
 from .methods import BASELINES, build_methods
+from .metrics import DEFAULT_COC_EDGES, get_protocol, parse_coc_edges
 from .real_report import add_real_args, run_real_evaluation
 from .reports import check_outputs, format_coc_range_table, format_table, write_outputs
 from .runner import evaluate_methods, load_lpips
@@ -73,7 +74,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add(
         "--self_ensemble",
         action="store_true",
-        help="Add a row for --model with the x8 geometric self-ensemble (flips and quarter turns averaged; 8x the time).",
+        help="Add a row for --model with the x8 geometric self-ensemble (flips and quarter turns averaged; "
+        "8x the time).",
     )
     add(
         "--defocus_model",
@@ -180,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = format_table(result, title) + format_coc_range_table(result)
     print(table)
     info = {
-        "command": "python -m defocusgan_hf.evaluate " + shlex.join(sys.argv[1:] if argv is None else list(argv)),
+        "command": "python -m defocusgan_hf.evaluation " + shlex.join(sys.argv[1:] if argv is None else list(argv)),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "dataset": {"kind": args.dataset, "root": str(args.root)},
         "package_version": __version__,
@@ -195,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _real_main(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     info = {
-        "command": "python -m defocusgan_hf.evaluate " + shlex.join(sys.argv[1:] if argv is None else list(argv)),
+        "command": "python -m defocusgan_hf.evaluation " + shlex.join(sys.argv[1:] if argv is None else list(argv)),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "dataset": {"kind": "real", "root": str(args.root)},
         "package_version": __version__,

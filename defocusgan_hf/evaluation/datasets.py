@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics import DPDD_TEST_SIZE, dpdd_scene_group
+from .metrics import DPDD_TEST_SIZE, dpdd_scene_group
 
 
 @dataclass

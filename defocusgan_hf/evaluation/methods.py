@@ -17,10 +17,10 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
-from ..loading import BLUR_KERNEL_SUBFOLDER as KERNEL_SUBFOLDER
-from ..loading import has_learned_kernel, load_pipeline
-from ..loading import load_defocus_net as _load_defocus_net
 from ..models.blur_kernel import KERNEL_FAMILIES, LearnableBlurKernel, kernel_bank
+from ..pipelines.loading import BLUR_KERNEL_SUBFOLDER as KERNEL_SUBFOLDER
+from ..pipelines.loading import has_learned_kernel, load_pipeline
+from ..pipelines.loading import load_defocus_net as _load_defocus_net
 from .datasets import EvalData
 
 DECONV_METHODS = {"wiener": "wiener", "rl": "richardson_lucy"}

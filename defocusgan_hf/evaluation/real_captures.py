@@ -40,7 +40,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from ..image_io import load_image
-from ..metrics import psnr, ssim
+from .metrics import psnr, ssim
 
 SCENE_INPUT, SCENE_TARGET = "blurred.png", "sharp.png"
 DP_VIEW_FILES = ("dp_a.png", "dp_b.png")

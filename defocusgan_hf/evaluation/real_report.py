@@ -255,7 +255,7 @@ def run_real_evaluation(args: argparse.Namespace, info: dict) -> list[Path]:
 
 
 def _dual_pixel_block(args: argparse.Namespace, pipe, scenes: Sequence[RealScene], output_dir: Path) -> dict:
-    from ..loading import has_learned_kernel
+    from ..pipelines.loading import has_learned_kernel
     from .methods import load_kernels
 
     if any(s.dp_views is None for s in scenes):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..metrics import METRIC_NAMES
+from .metrics import METRIC_NAMES
 from .runner import EvaluationResult
 
 OUTPUT_FILES = ("results.md", "results.json", "per_image.csv", "psnr_by_coc_range.png")
@@ -77,7 +77,8 @@ def format_coc_range_table(result: EvaluationResult) -> str:
     total = max(sum(pixels), 1)
     lines = [
         "",
-        "PSNR↑ (dB) by true |CoC| range: 10·log10(1/MSE) over all pixels of the range in the set (pooled, not per image).",
+        "PSNR↑ (dB) by true |CoC| range: 10·log10(1/MSE) over all pixels of the range in the set "
+        "(pooled, not per image).",
         "",
         "| Method | " + " | ".join(names) + " |",
         "|---|" + "---:|" * len(names),

@@ -10,9 +10,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..deconvolution import DEFAULT_RL_ITERATIONS, DEFAULT_WIENER_BALANCE, layered_deconvolution
-from ..losses import reblur_loss
-from ..metrics import (
+from ..pipelines import DefocusDeblurPipeline
+from ..training.losses import reblur_loss
+from .datasets import EvalData, mean_abs_coc_of
+from .deconvolution import DEFAULT_RL_ITERATIONS, DEFAULT_WIENER_BALANCE, layered_deconvolution
+from .methods import Method
+from .metrics import (
     DEFAULT_COC_EDGES,
     Protocol,
     coc_errors,
@@ -23,9 +26,6 @@ from ..metrics import (
     squared_error_by_coc,
     summarize,
 )
-from ..pipelines import DefocusDeblurPipeline
-from .datasets import EvalData, mean_abs_coc_of
-from .methods import Method
 
 
 def load_lpips(weights: Sequence[str] | None, protocol: Protocol, device: str = "cpu"):

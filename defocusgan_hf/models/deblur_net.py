@@ -121,7 +121,8 @@ class DefocusDeblurNet(StrictConfigModel):
             raise ValueError(f"`levels_per_scale` needs one entry >= 1 per scale {scales}, got {levels_per_scale}.")
         if len(mask_thresholds) + 1 != len(branch_depths) or list(mask_thresholds) != sorted(mask_thresholds):
             raise ValueError(
-                f"{len(branch_depths)} branches need {len(branch_depths) - 1} increasing `mask_thresholds`, got {mask_thresholds}."
+                f"{len(branch_depths)} branches need {len(branch_depths) - 1} increasing `mask_thresholds`, "
+                f"got {mask_thresholds}."
             )
         if block_type not in ("rcab", "conv"):
             raise ValueError(f"`block_type` must be 'rcab' or 'conv', got {block_type!r}.")

@@ -72,7 +72,8 @@ class DualPixelDefocusNet(StrictConfigModel):
         expected = self.config.view_channels
         if left.shape != right.shape or left.dim() != 4 or left.shape[1] != expected:
             raise ValueError(
-                f"`left` and `right` must both be (B, {expected}, H, W) of one size, got {tuple(left.shape)} and {tuple(right.shape)}."
+                f"`left` and `right` must both be (B, {expected}, H, W) of one size, "
+                f"got {tuple(left.shape)} and {tuple(right.shape)}."
             )
         x, (h, w) = pad_to_multiple(torch.cat([left, right], dim=1), self.stride)
         features = self.block(self.head(x), 0, len(self.config.level_channels))

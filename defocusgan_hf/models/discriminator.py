@@ -2,7 +2,7 @@
 
 Three stride-2 4×4 convolutions (64, 128, 256 filters), one stride-1 convolution (512) and a 1-filter output
 convolution, LeakyReLU(0.2) and InstanceNorm between them: each output score sees a 70×70 patch of the image.
-Trained as a WGAN-GP critic (``defocusgan_hf.losses``), so there is no sigmoid: scores are unbounded reals.
+Trained as a WGAN-GP critic (``defocusgan_hf.training.losses``), so there is no sigmoid: scores are unbounded reals.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The dual-pixel (DP) half-aperture split of the paper's Eq. 3 kernel: view PSFs of one radius and of a whole bank.
 
-Shared by the synthetic-data renderer (:mod:`defocusgan_hf.data.psf`) and the stage-1 losses (:func:`~defocusgan_hf.losses.search_target`).
+Shared by the synthetic-data renderer (:mod:`defocusgan_hf.data.psf`) and the stage-1 losses
+(:func:`~defocusgan_hf.training.losses.search_target`).
 
 The combined PSF of a CoC radius ``r`` is exactly :func:`~defocusgan_hf.models.blur_kernel.butterworth_disc_kernel`
 (the Butterworth-weighted, Gaussian-smoothed disc). A DP sensor splits every pixel under its microlens into a left

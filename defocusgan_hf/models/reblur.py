@@ -54,7 +54,8 @@ def layer_weights(radius: torch.Tensor, num_layers: int) -> torch.Tensor:
 
 
 def bank_layers(sharp: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
-    """``sharp`` ``(B, C, H, W)`` convolved with every kernel of a ``(S, R + 1, K, K)`` bank: ``(B, S, R + 1, C, H, W)``.
+    """``sharp`` ``(B, C, H, W)`` convolved with every kernel of a ``(S, R + 1, K, K)`` bank:
+    ``(B, S, R + 1, C, H, W)``.
 
     Computed once, the layers serve both :func:`reblur` and :func:`search_coc` (``layers=``), which would otherwise
     each convolve the image with the bank.
@@ -158,7 +159,8 @@ def search_coc(
         kernels = kernels[None]
     if sharp.shape != blurred.shape or sharp.dim() != 4:
         raise ValueError(
-            f"`sharp` and `blurred` must be (B, C, H, W) of one shape, got {tuple(sharp.shape)}, {tuple(blurred.shape)}."
+            f"`sharp` and `blurred` must be (B, C, H, W) of one shape, "
+            f"got {tuple(sharp.shape)}, {tuple(blurred.shape)}."
         )
     sides, num_radii = kernels.shape[:2]
     if layers is None:

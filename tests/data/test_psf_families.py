@@ -149,7 +149,7 @@ def _constant_scene(coc: float, bank, size: int = 64):
 
 
 def test_vertical_split_moves_the_disparity_to_y():
-    from defocusgan_hf.dual_pixel_views import detect_split
+    from defocusgan_hf.pipelines.dual_pixel_views import detect_split
 
     shape = PSFShape("disc", edge=0.1)
     for vertical, expected in ((False, "horizontal"), (True, "vertical")):

@@ -8,9 +8,10 @@ import torch
 from safetensors.torch import save_file
 
 from defocusgan_hf.data.synthetic import DualPixelConfig
-from defocusgan_hf.evaluate import load_kernels, main
+from defocusgan_hf.evaluation import load_kernels
+from defocusgan_hf.evaluation.__main__ import main
+from defocusgan_hf.evaluation.metrics import psnr
 from defocusgan_hf.image_io import save_image
-from defocusgan_hf.metrics import psnr
 from defocusgan_hf.models import DefocusDeblurNet, DualPixelDefocusNet, LearnableBlurKernel, kernel_bank, reblur
 from defocusgan_hf.perceptual.lpips import LPIPS
 from defocusgan_hf.pipelines import DefocusDeblurPipeline
@@ -235,7 +236,7 @@ def test_load_kernels_reads_a_saved_learned_kernel_and_kernel_files(tmp_path):
 
 
 def test_map_reblur_l1_is_zero_for_the_map_that_made_the_blur():
-    from defocusgan_hf.evaluate import map_reblur_l1
+    from defocusgan_hf.evaluation import map_reblur_l1
 
     generator = torch.Generator().manual_seed(0)
     sharp = torch.rand(1, 3, 48, 48, generator=generator)

@@ -32,18 +32,14 @@ def _blur(image: np.ndarray, sigma: float = 2.0) -> np.ndarray:
 
 
 @pytest.fixture
-def scenes_root(tmp_path):
-    rng = np.random.default_rng(0)
-    root = tmp_path / "scenes"
-    for name in ("00", "01", "02"):
-        folder = root / name
-        folder.mkdir(parents=True)
-        sharp = ndimage.gaussian_filter(rng.random((40, 56, 3)), (0.7, 0.7, 0))
-        _save(sharp, folder / "sharp.png")
-        _save(_blur(sharp), folder / "blurred.png")
-        _save(0.5 * (sharp + _blur(sharp)), folder / "dpdnet.png")
-        _save(_blur(sharp), folder / "dp_a.png")
-        _save(_blur(sharp), folder / "dp_b.png")
+def scenes_root(real_scenes):
+    root = real_scenes(
+        shape=(40, 56),
+        smooth=0.7,
+        blur=_blur,
+        references={"dpdnet": lambda sharp: 0.5 * (sharp + _blur(sharp))},
+        dp_views=lambda sharp: (_blur(sharp), _blur(sharp)),
+    )
     (root / "LICENSE.md").write_text("not a scene")
     return root
 

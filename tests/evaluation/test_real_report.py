@@ -27,15 +27,8 @@ def tiny_model(tmp_path_factory):
 
 
 @pytest.fixture
-def scenes(tmp_path):
-    rng = np.random.default_rng(0)
-    for name in ("00", "01", "02"):
-        (tmp_path / "scenes" / name).mkdir(parents=True)
-        sharp = rng.random((32, 48, 3))
-        _save(sharp, tmp_path / "scenes" / name / "sharp.png")
-        _save(0.5 + 0.5 * (sharp - 0.5), tmp_path / "scenes" / name / "blurred.png")
-        _save(sharp * 0.9, tmp_path / "scenes" / name / "dpdnet.png")
-    return tmp_path / "scenes"
+def scenes(real_scenes):
+    return real_scenes(references={"dpdnet": lambda sharp: sharp * 0.9})
 
 
 @pytest.fixture

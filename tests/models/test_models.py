@@ -186,8 +186,8 @@ def test_unknown_config_key_is_reported(tmp_path, caplog):
 
 def test_defocus_net_learns_from_the_reblur_loss_at_initialisation():
     """The reblur loss sees |map|; a net that started at exactly 0 would get no gradient at all."""
-    from defocusgan_hf.losses import reblur_loss
     from defocusgan_hf.models import LearnableBlurKernel
+    from defocusgan_hf.training.losses import reblur_loss
 
     model = DualPixelDefocusNet(**TINY_DEFOCUS, max_coc=6.0)
     sharp = torch.rand(1, 3, 32, 32)

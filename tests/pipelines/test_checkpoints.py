@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from defocusgan_hf.data.validation_set import ValidationSet
-from defocusgan_hf.metrics import psnr
+from defocusgan_hf.evaluation.metrics import psnr
 from defocusgan_hf.pipelines import DefocusDeblurPipeline
 
 pytestmark = pytest.mark.slow  # minutes of CPU (training subprocesses) or the shipped checkpoints; CI runs them

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from defocusgan_hf.loading import load_defocus_net, load_pipeline
 from defocusgan_hf.models import DefocusDeblurNet, DualPixelDefocusNet
 from defocusgan_hf.pipelines import DefocusDeblurPipeline
+from defocusgan_hf.pipelines.loading import load_defocus_net, load_pipeline
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from defocusgan_hf.self_ensemble import DIHEDRAL_TRANSFORMS, _forward, _inverse, dihedral_ensemble
+from defocusgan_hf.pipelines.self_ensemble import DIHEDRAL_TRANSFORMS, _forward, _inverse, dihedral_ensemble
 
 
 @pytest.fixture

@@ -4,15 +4,12 @@ middle of one), or resumes from ``latest``. Not a test module (no ``test_`` pref
     python checkpoint_child.py save OUTPUT_DIR LIMIT     # checkpoint-1, then hangs inside the save of checkpoint-2
     python checkpoint_child.py resume OUTPUT_DIR         # prints {"resumed": ..., "step": ..., "ema_step": ...}
 
-``DEFOCUSGAN_TRAINING_UTILS`` may name another training_utils.py to run against (the before/after figures).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import os
 import sys
 import time
 
@@ -20,13 +17,9 @@ import torch
 from accelerate import Accelerator
 
 from defocusgan_hf.models import DefocusDeblurNet
-
-if os.environ.get("DEFOCUSGAN_TRAINING_UTILS"):
-    spec = importlib.util.spec_from_file_location("tu_under_test", os.environ["DEFOCUSGAN_TRAINING_UTILS"])
-    tu = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tu)
-else:
-    from defocusgan_hf import training_utils as tu
+from defocusgan_hf.training.accelerator import register_hub_folder_hooks
+from defocusgan_hf.training.checkpoints import checkpoint_step, resolve_resume, save_checkpoint
+from defocusgan_hf.training.ema import make_ema
 
 
 def main(mode: str, output_dir: str, limit: int = 1) -> None:
@@ -43,15 +36,20 @@ def main(mode: str, output_dir: str, limit: int = 1) -> None:
     net = DefocusDeblurNet(level_channels=(4, 4, 8, 8, 8), branch_depths=(0, 1, 1, 1))
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
     net, optimizer = accelerator.prepare(net, optimizer)
-    tu.register_hub_folder_hooks(accelerator, ["deblur_net"])
-    ema = tu.make_ema(args, accelerator, net)
+    register_hub_folder_hooks(accelerator, ["deblur_net"])
+    ema = make_ema(args, accelerator, net)
     if mode == "resume":
-        resume = tu.resolve_resume(args)
+        resume = resolve_resume(args)
         if resume is not None:
             accelerator.load_state(str(resume))
         first = next(accelerator.unwrap_model(net).parameters())
-        print(json.dumps({"resumed": resume and resume.name, "step": resume and tu.checkpoint_step(resume),
-                          "ema_step": ema.optimization_step, "weight": float(first.detach().double().sum())}))  # fmt: skip
+        weight = float(first.detach().double().sum())
+        step = resume and checkpoint_step(resume)
+        print(
+            json.dumps(
+                {"resumed": resume and resume.name, "step": step, "ema_step": ema.optimization_step, "weight": weight}
+            )
+        )
         return
     for step in (1, 2):
         loss = net(torch.rand(1, 3, 32, 32)).sample.square().mean()
@@ -66,8 +64,9 @@ def main(mode: str, output_dir: str, limit: int = 1) -> None:
                 time.sleep(600)
 
             accelerator.register_save_state_pre_hook(hang)
-        print(json.dumps({"saved_step": step, "weight": float(next(accelerator.unwrap_model(net).parameters()).detach().double().sum())}), flush=True)  # fmt: skip
-        tu.save_checkpoint(accelerator, args, step)
+        weight = float(next(accelerator.unwrap_model(net).parameters()).detach().double().sum())
+        print(json.dumps({"saved_step": step, "weight": weight}), flush=True)
+        save_checkpoint(accelerator, args, step)
 
 
 if __name__ == "__main__":

@@ -28,18 +28,9 @@ def valset(tmp_path):
 
 
 @pytest.fixture
-def real_scenes(tmp_path):
+def two_real_scenes(real_scenes):
     """Two fabricated real-scene folders (blurred.png / sharp.png), the layout of ../shared/real/dpdd_gif."""
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for name in ("00", "01"):
-        (tmp_path / "real" / name).mkdir(parents=True)
-        sharp = rng.random((32, 40, 3))
-        for file, image in (("sharp.png", sharp), ("blurred.png", 0.5 + 0.5 * (sharp - 0.5))):
-            Image.fromarray((image * 255 + 0.5).astype(np.uint8)).save(tmp_path / "real" / name / file)
-    return tmp_path / "real"
+    return real_scenes(("00", "01"), (32, 40), folder="real")
 
 
 def in_process(commands):
@@ -50,18 +41,18 @@ def in_process(commands):
         if command[1].endswith("train_defocusgan.py"):
             stage2.main(stage2.parse_args(command[2:]))
         else:
-            assert command[1:3] == ["-m", "defocusgan_hf.evaluate"]
+            assert command[1:3] == ["-m", "defocusgan_hf.evaluation"]
             assert evaluate(command[3:]) in (0, None)
 
     return run
 
 
-def test_every_arm_trains_equal_steps_and_lands_in_one_table(tmp_path, valset, real_scenes, monkeypatch):
+def test_every_arm_trains_equal_steps_and_lands_in_one_table(tmp_path, valset, two_real_scenes, monkeypatch):
     commands = []
     monkeypatch.setattr(ablations, "run", in_process(commands))
     out = tmp_path / "ablations"
     argv = ["--output_dir", str(out), "--max_train_steps", "2", "--eval_root", str(valset), "--real_eval_root",
-            str(real_scenes), "--", "--model_config",
+            str(two_real_scenes), "--", "--model_config",
             TINY_GENERATOR, "--resolution", "32", "--train_batch_size", "1", "--lambda_perceptual", "0", "--lambda_adv",
             "0", "--validation_dir", "", "--checkpointing_steps", "100", "--num_threads", "1"]  # fmt: skip
     rows = ablations.main(argv)
@@ -79,11 +70,11 @@ def test_every_arm_trains_equal_steps_and_lands_in_one_table(tmp_path, valset, r
     assert by_arm["no_rcab"]["parameters"] < by_arm["full"]["parameters"]
     assert all(0 < r["psnr"] < 100 for r in rows)
     # every arm is measured on the real scenes too, beside the synthetic figure
-    assert sum(c[1:3] == ["-m", "defocusgan_hf.evaluate"] and "real" in c for c in commands) == 6
+    assert sum(c[1:3] == ["-m", "defocusgan_hf.evaluation"] and "real" in c for c in commands) == 6
     assert all(abs(r["real_gain"]) < 20 and 0 <= r["real_worse"] <= 2 and r["real_sharp_in"] > 10 for r in rows)
     table = (out / "ablations.md").read_text()
     assert "at 2 steps per arm" in table and table.count("| Table 4 |") == 4 and table.count("| Table 6 |") == 2
-    assert "real gain (dB)" in table and f"real scenes `{real_scenes}`" in table
+    assert "real gain (dB)" in table and f"real scenes `{two_real_scenes}`" in table
     # a second call reuses the finished arms: nothing is trained or evaluated again
     commands.clear()
     assert ablations.main(argv) == rows and commands == []

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from defocusgan_hf import training_utils as tu
+from defocusgan_hf.training.checkpoints import is_complete, list_checkpoints, resolve_resume
 
 CHILD = Path(__file__).with_name("checkpoint_child.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1"}
@@ -38,7 +38,7 @@ def test_a_kill_during_the_save_leaves_the_previous_checkpoint_resumable(tmp_pat
     finally:
         child.kill()
         child.wait()
-    assert [p.name for p in tu.list_checkpoints(out)] == ["checkpoint-1"] and tu.is_complete(out / "checkpoint-1")
+    assert [p.name for p in list_checkpoints(out)] == ["checkpoint-1"] and is_complete(out / "checkpoint-1")
     assert (out / ".checkpoint-2.incomplete" / "deblur_net").is_dir()  # killed half-way through
 
     resumed = subprocess.run([sys.executable, str(CHILD), "resume", str(out)], env=ENV, capture_output=True, text=True)
@@ -60,10 +60,12 @@ def test_latest_skips_an_incomplete_checkpoint_with_a_warning(tmp_path, caplog):
             (tmp_path / f"checkpoint-{step}" / "step.json").write_text(json.dumps({"step": step}))
     args = argparse.Namespace(output_dir=str(tmp_path), resume_from_checkpoint="latest")
     with caplog.at_level("WARNING"):
-        assert tu.resolve_resume(args) == tmp_path / "checkpoint-4"
+        assert resolve_resume(args) == tmp_path / "checkpoint-4"
     assert "checkpoint-6" in caplog.text and "incomplete" in caplog.text
     with pytest.raises(SystemExit, match="incomplete"):
-        tu.resolve_resume(argparse.Namespace(output_dir=str(tmp_path), resume_from_checkpoint=str(tmp_path / "checkpoint-6")))  # fmt: skip
+        resolve_resume(
+            argparse.Namespace(output_dir=str(tmp_path), resume_from_checkpoint=str(tmp_path / "checkpoint-6"))
+        )
 
 
 def test_resuming_cuts_the_log_back_to_the_checkpoint_and_keeps_the_rest_aside(tmp_path):
@@ -73,7 +75,7 @@ def test_resuming_cuts_the_log_back_to_the_checkpoint_and_keeps_the_rest_aside(t
     )
     (tmp_path / "checkpoint-4").mkdir()
     (tmp_path / "checkpoint-4" / "step.json").write_text(json.dumps({"step": 4}))
-    assert tu.resolve_resume(argparse.Namespace(output_dir=str(tmp_path), resume_from_checkpoint="latest"))
+    assert resolve_resume(argparse.Namespace(output_dir=str(tmp_path), resume_from_checkpoint="latest"))
     assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [1, 2, 3, 4]
     superseded = (tmp_path / "train_log.superseded.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in superseded[:3]] == [5, 6, 7] and len(superseded) == 4

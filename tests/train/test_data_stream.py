@@ -8,7 +8,7 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from defocusgan_hf import training_utils as tu
+from defocusgan_hf.training.sampling import step_loader, training_dataset
 
 
 def _args(root, **overrides):
@@ -20,7 +20,7 @@ def _args(root, **overrides):
 
 
 def _batches(args, start_step, count):
-    loader = tu.step_loader(tu.training_dataset(args), args, Accelerator(cpu=True), start_step)
+    loader = step_loader(training_dataset(args), args, Accelerator(cpu=True), start_step)
     return list(islice(iter(loader), count))
 
 
@@ -33,7 +33,7 @@ def _crops_by_epoch(batches, size):
 @pytest.mark.parametrize("workers", [0, 1])
 def test_two_epochs_give_different_crops_of_each_image(dpdd_root, workers):
     args = _args(dpdd_root, dataloader_num_workers=workers)
-    size = len(tu.training_dataset(args).dataset)  # 5 images: an epoch is 2.5 steps of 2
+    size = len(training_dataset(args).dataset)  # 5 images: an epoch is 2.5 steps of 2
     crops = _crops_by_epoch(_batches(args, 0, size), size)  # 10 samples: epochs 0 and 1
     names = {name for _, name in crops}
     assert len(names) == size and len(crops) == 2 * size  # every image once per epoch

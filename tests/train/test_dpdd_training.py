@@ -12,7 +12,7 @@ import torch
 from accelerate import Accelerator
 from dpdd_tree import write_dpdd
 
-from defocusgan_hf import training_utils as tu
+from defocusgan_hf.training.validation import validation_samples, validation_source
 
 ROOT = Path(__file__).resolve().parents[2]
 VAL_NAMES = ("VAL0001", "VAL0002")
@@ -33,13 +33,13 @@ def _args(root, **overrides):
 
 
 def test_dpdd_runs_validate_on_dpdd_val_full_images(dpdd):
-    samples = tu.validation_samples(_args(dpdd))
+    samples = validation_samples(_args(dpdd))
     assert [s["name"] for s in samples] == list(VAL_NAMES)  # val_c, not the synthetic set nor the train split
     assert all(s["blurred"].shape == s["sharp"].shape == (3, 36, 44) and "coc" not in s for s in samples)
     assert {"left", "right"} <= set(samples[0])
-    assert set(tu.validation_samples(_args(dpdd), dp_views=False)[0]) == {"blurred", "sharp", "name"}
-    assert tu.validation_samples(_args(dpdd, validation_dir="")) == []
-    assert "val_c" in tu.validation_source(_args(dpdd))
+    assert set(validation_samples(_args(dpdd), dp_views=False)[0]) == {"blurred", "sharp", "name"}
+    assert validation_samples(_args(dpdd, validation_dir="")) == []
+    assert "val_c" in validation_source(_args(dpdd))
 
 
 def test_stage1_validation_without_true_maps_reports_the_reblur_loss(dpdd, tmp_path):
@@ -51,7 +51,7 @@ def test_stage1_validation_without_true_maps_reports_the_reblur_loss(dpdd, tmp_p
     net = DualPixelDefocusNet(max_coc=6, **json.loads(TINY_DEFOCUS)).eval()
     args = stage1.parse_args(["--output_dir", str(tmp_path), "--dataset", "dpdd", "--dpdd_root", str(dpdd)])
     metrics = stage1.log_validation(
-        net, LearnableBlurKernel(max_radius=6), args, Accelerator(cpu=True), 1, tu.validation_samples(args)
+        net, LearnableBlurKernel(max_radius=6), args, Accelerator(cpu=True), 1, validation_samples(args)
     )
     assert set(metrics) == {"val/reblur_l1"} and 0 < metrics["val/reblur_l1"] < 1
 
@@ -69,7 +69,8 @@ def _launch(script, args):
 @pytest.mark.slow
 def test_both_stages_train_on_dpdd_and_validate_on_val_c(dpdd, tmp_path):
     common = ["--dataset", "dpdd", "--dpdd_root", str(dpdd), "--resolution", "16", "--train_batch_size", "2",
-              "--max_train_steps", "2", "--validation_steps", "2", "--logging_steps", "1", "--num_threads", "1"]  # fmt: skip
+              "--max_train_steps", "2", "--validation_steps", "2", "--logging_steps", "1",
+              "--num_threads", "1"]  # fmt: skip
     stage1_rows = _launch(
         "train_defocus_map.py",
         ["--output_dir", str(tmp_path / "s1"), "--model_config", TINY_DEFOCUS, "--max_coc", "6", *common],

@@ -44,7 +44,7 @@ def test_stage2_paper_recipe_on_a_fabricated_dpdd(tmp_path):
     assert (args.learning_rate, args.critic_steps, args.gp_weight, args.guidance_anneal_steps) == (2e-4, 2, 10.0, 2e4)
     assert (args.lambda_content, args.lambda_perceptual, args.lambda_adv) == (1.0, 0.012, 0.002)
     assert (args.generator_preset, args.adversarial_loss, args.train_batch_size) == ("paper", "defocus", 4)
-    from defocusgan_hf.training_utils import lr_lambda
+    from defocusgan_hf.training.schedule import lr_lambda
 
     factor = lr_lambda(0, args.lr_halving_steps)
     assert [factor(epoch * per_epoch) for epoch in (0, 29, 30, 59, 60, 90)] == [1, 1, 0.5, 0.5, 0.25, 0.125]

@@ -18,13 +18,8 @@ pytestmark = pytest.mark.slow  # a training subprocess
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_real_validation_is_logged_and_the_export_is_luma(tmp_path):
-    rng = np.random.default_rng(0)
-    for name in ("00", "01", "02"):
-        folder = tmp_path / "real" / name
-        folder.mkdir(parents=True)
-        for file in ("sharp.png", "blurred.png"):
-            Image.fromarray((rng.random((24, 40, 3)) * 255).astype(np.uint8)).save(folder / file)
+def test_real_validation_is_logged_and_the_export_is_luma(tmp_path, real_scenes):
+    real_scenes(shape=(24, 40), folder="real")
     torch.manual_seed(0)
     init = tmp_path / "init"
     DefocusDeblurPipeline(

@@ -32,7 +32,8 @@ def launch(script, args, processes=1, timeout=300):
     else:
         command = [
             sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
-            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "train" / script), *args,
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+            str(ROOT / "train" / script), *args,
         ]  # fmt: skip
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -47,7 +48,8 @@ def read_log(output_dir):
 def test_defocusgan_resume_continues_with_the_same_losses(tmp_path, valset):
     out = tmp_path / "gan"
     args = [
-        "--output_dir", str(out), "--model_config", TINY_GENERATOR, "--max_train_steps", "4", "--checkpointing_steps", "2",
+        "--output_dir", str(out), "--model_config", TINY_GENERATOR, "--max_train_steps", "4",
+        "--checkpointing_steps", "2",
         "--validation_dir", str(valset), "--validation_steps", "4", "--lambda_perceptual", "0", "--lambda_adv", "0.002",
         "--critic_steps", "2", "--use_ema", "--guidance_anneal_steps", "4", "--lambda_fft", "0.1", *COMMON,
     ]  # fmt: skip
@@ -103,12 +105,12 @@ def test_time_budget_makes_the_current_step_the_last(tmp_path, valset):
     assert (out / "validation" / "step-0000001.png").is_file() and (out / "pipeline" / "model_index.json").is_file()
     from accelerate import Accelerator
 
-    from defocusgan_hf import training_utils as tu
+    from defocusgan_hf.training.accelerator import TimeBudget
 
     accelerator = Accelerator(cpu=True)
-    assert not tu.TimeBudget(None, accelerator).spent() and not tu.TimeBudget(10, accelerator).spent()
+    assert not TimeBudget(None, accelerator).spent() and not TimeBudget(10, accelerator).spent()
     with pytest.raises(ValueError, match="max_train_minutes"):
-        tu.TimeBudget(0, accelerator)
+        TimeBudget(0, accelerator)
 
 
 def test_defocusgan_refuses_to_start_over_existing_checkpoints(tmp_path):
@@ -134,7 +136,8 @@ def test_defocusgan_two_processes_with_accumulation(tmp_path):
     out = tmp_path / "ddp"
     launch(
         "train_defocusgan.py",
-        ["--output_dir", str(out), "--model_config", TINY_GENERATOR, "--max_train_steps", "2", "--checkpointing_steps", "2",
+        ["--output_dir", str(out), "--model_config", TINY_GENERATOR, "--max_train_steps", "2",
+         "--checkpointing_steps", "2",
          "--validation_dir", "", "--lambda_perceptual", "0", "--lambda_adv", "0.002", "--critic_steps", "2",
          "--gradient_accumulation_steps", "2", "--max_train_minutes", "1000", *COMMON],
         processes=2,
@@ -152,7 +155,8 @@ def test_defocus_map_schedule_resume_and_outputs(tmp_path, valset):
     args = [
         "--output_dir", str(out), "--model_config", TINY_DEFOCUS, "--max_coc", "6", "--max_train_steps", "4",
         "--checkpointing_steps", "2", "--net_only_steps", "1", "--alternate_steps", "1", "--alternate_until_steps", "3",
-        "--smoothness_start_step", "1", "--validation_dir", str(valset), "--validation_steps", "2", "--learning_rate", "1e-2",
+        "--smoothness_start_step", "1", "--validation_dir", str(valset), "--validation_steps", "2",
+        "--learning_rate", "1e-2",
         "--lambda_search", "0.01", "--search_window_sigma", "2", "--use_ema", "--ema_decay", "0.5", *COMMON,
     ]  # fmt: skip
     launch("train_defocus_map.py", args)
@@ -212,9 +216,9 @@ def test_defocus_map_validation_searches_once_per_kernel(tmp_path, valset):
     from accelerate import Accelerator
 
     from defocusgan_hf.data import ValidationSet
-    from defocusgan_hf.losses import defocus_map_loss
     from defocusgan_hf.models import DualPixelDefocusNet, LearnableBlurKernel
     from defocusgan_hf.models.reblur import search_coc
+    from defocusgan_hf.training.losses import defocus_map_loss
 
     torch.manual_seed(0)
     net = DualPixelDefocusNet(max_coc=6, **json.loads(TINY_DEFOCUS)).eval()

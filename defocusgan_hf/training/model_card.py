@@ -1,19 +1,21 @@
-"""One source for each model card: ``model_cards/<name>.md`` is written by hand, and the README.md of the checkpoint
-folder it describes is generated from it, with its relative links rewritten for the folder's place.
+"""Model cards. One source for each: ``model_cards/<name>.md`` is written by hand, and the README.md of the checkpoint
+folder it describes is generated from it, with its relative links rewritten for the folder's place; and the card
+that a training run writes into the pipeline folder it exports (:func:`write_model_card`).
 
-    python -m defocusgan_hf.model_card   # regenerates checkpoints/defocusgan-synthetic/README.md
+    python -m defocusgan_hf.training.model_card   # regenerates checkpoints/defocusgan-synthetic/README.md
 
 tests/test_model_card.py checks that the two are in sync.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CARDS = {"model_cards/defocusgan-synthetic.md": "checkpoints/defocusgan-synthetic/README.md"}
 """Hand-written card (relative to the repository) -> the generated README.md of its checkpoint folder."""
 _LINK = re.compile(r"(!?\[[^\]]*\]\()([^)\s]+)(\))")
@@ -38,6 +40,37 @@ def checkpoint_card(source: str, root: Path = ROOT) -> str:
     """The README.md text of ``CARDS[source]``'s folder, generated from the card ``source``."""
     text = (root / source).read_text()
     return relocate_links(text, (root / source).parent, (root / CARDS[source]).parent)
+
+
+def write_model_card(
+    path: Path,
+    *,
+    title: str,
+    description: str,
+    metrics: dict[str, float],
+    command: str,
+    tags: list[str],
+    base_model: str | None = None,
+) -> None:
+    """README.md in the Hub format (YAML card data + Markdown) for a trained pipeline folder."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    card_data = ModelCardData(
+        library_name="defocusgan_hf",
+        license="apache-2.0",
+        pipeline_tag="image-to-image",
+        tags=["defocus-deblurring", "dual-pixel", "image-restoration", *tags],
+        base_model=base_model,
+    )
+    lines = "\n".join(
+        f"| {k} | {v:.4g} |" for k, v in metrics.items() if isinstance(v, int | float) and math.isfinite(v)
+    )
+    content = (
+        f"---\n{card_data.to_yaml()}\n---\n\n# {title}\n\n{description}\n\n"
+        f"## Validation metrics\n\n| metric | value |\n|---|---|\n{lines}\n\n"
+        f"## Reproduce\n\n```bash\n{command}\n```\n"
+    )
+    ModelCard(content).save(path / "README.md")
 
 
 def main() -> int:

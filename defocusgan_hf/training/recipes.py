@@ -77,7 +77,7 @@ def add_recipe_args(parser: argparse.ArgumentParser, configs_dir: Path, stage: s
 
 def epoch_length(args: argparse.Namespace) -> int:
     if args.dataset == "dpdd":
-        from .data import DPDDDataset
+        from ..data import DPDDDataset
 
         if not args.dpdd_root:
             raise SystemExit("--dataset dpdd needs --dpdd_root (the dd_dp_dataset_canon folder).")

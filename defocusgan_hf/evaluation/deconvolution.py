@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from skimage.restoration import richardson_lucy, uft, wiener
 
-from .models.blur_kernel import kernel_bank
-from .models.reblur import layer_weights
+from ..models.blur_kernel import kernel_bank
+from ..models.reblur import layer_weights
 
 METHODS = ("wiener", "richardson_lucy")
 DEFAULT_WIENER_BALANCE = 0.3

@@ -14,11 +14,11 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
+from ..image_io import check_dual_pixel_pair, to_output, to_tensor
+from ..models.blur_kernel import LearnableBlurKernel
+from ..models.deblur_net import DefocusDeblurNet
+from ..models.defocus_net import DualPixelDefocusNet
 from .dual_pixel_views import DualPixelConvention, prepare_views, swap_symmetric
-from .image_io import check_dual_pixel_pair, to_output, to_tensor
-from .models.blur_kernel import LearnableBlurKernel
-from .models.deblur_net import DefocusDeblurNet
-from .models.defocus_net import DualPixelDefocusNet
 from .self_ensemble import dihedral_ensemble
 from .tiling import count_tiles, tiled_apply
 
@@ -34,7 +34,8 @@ class DefocusDeblurPipelineOutput(BaseOutput):
         defocus_maps: signed CoC radius in pixels, ``(B, H, W, 1)`` array (``"np"``/``"pil"``) or
             ``(B, 1, H, W)`` tensor (``"pt"``), when DP views were given; ``|map|`` is the paper's defocus map.
         bit_depths: bit depth of each input (8 or 16), so that 16-bit photos can be saved as 16-bit files.
-        dual_pixel_convention: for DP input, the convention used (:class:`~defocusgan_hf.dual_pixel_views.DualPixelConvention`
+        dual_pixel_convention: for DP input, the convention used
+            (:class:`~defocusgan_hf.pipelines.dual_pixel_views.DualPixelConvention`
             as a dict: split direction and whether it was detected, the brightness ratio balanced, symmetric or not).
     """
 
@@ -107,7 +108,8 @@ class DefocusDeblurPipeline(DiffusionPipeline):
             raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}.")
         if tile_size is not None and (tile_size < 32 or not 0 <= tile_overlap < tile_size // 2):
             raise ValueError(
-                f"`tile_size` must be None or >= 32 and `tile_overlap` in [0, tile_size / 2), got {tile_size}, {tile_overlap}."
+                f"`tile_size` must be None or >= 32 and `tile_overlap` in [0, tile_size / 2), "
+                f"got {tile_size}, {tile_overlap}."
             )
 
     def _progress(self, total: int):
@@ -148,7 +150,7 @@ class DefocusDeblurPipeline(DiffusionPipeline):
         symmetric: bool = True,
     ) -> tuple[torch.Tensor, DualPixelConvention]:
         """Signed CoC maps ``(B, 1, H, W)`` (px) of DP views ``(B, 3, H, W)``, whole or tile by tile, and the
-        convention used (split direction, brightness balance; see :mod:`~defocusgan_hf.dual_pixel_views`)."""
+        convention used (split direction, brightness balance; see :mod:`~defocusgan_hf.pipelines.dual_pixel_views`)."""
         check_dual_pixel_pair(left, right)
         left, right, convention = prepare_views(left, right, split, balance_brightness)
         dtype = self.defocus_net.dtype
@@ -222,7 +224,7 @@ class DefocusDeblurPipeline(DiffusionPipeline):
                 DSLRs) or ``"vertical"`` (top/bottom views, e.g. many phones; the top view plays "left").
             balance_brightness: divide out the smooth brightness ratio between the views (per-view vignetting).
             symmetric: take both view orders, so that swapping the views flips the map's sign exactly (twice the
-                stage-1 time; :func:`~defocusgan_hf.dual_pixel_views.swap_symmetric`).
+                stage-1 time; :func:`~defocusgan_hf.pipelines.dual_pixel_views.swap_symmetric`).
         Returns:
             ``images`` (the all-in-focus image), ``defocus_maps`` (signed CoC radius in pixels) and
             ``dual_pixel_convention`` (what was detected and done).
@@ -265,8 +267,9 @@ class DefocusDeblurPipeline(DiffusionPipeline):
                 DSLRs) or ``"vertical"`` (top/bottom views, e.g. many phones; the top view plays "left").
             balance_brightness: divide out the smooth brightness ratio between the views (per-view vignetting).
             symmetric: take both view orders, so that swapping the views flips the map's sign exactly (twice the
-                stage-1 time; :func:`~defocusgan_hf.dual_pixel_views.swap_symmetric`).
-            return_convention: also return the :class:`~defocusgan_hf.dual_pixel_views.DualPixelConvention` used.
+                stage-1 time; :func:`~defocusgan_hf.pipelines.dual_pixel_views.swap_symmetric`).
+            return_convention: also return the
+                :class:`~defocusgan_hf.pipelines.dual_pixel_views.DualPixelConvention` used.
         Returns:
             signed CoC radius in pixels (``> 0`` behind the focal plane, ``< 0`` in front).
         """

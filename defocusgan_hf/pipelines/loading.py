@@ -44,7 +44,8 @@ def check_net_folder(folder: Path, component: str | None = None) -> None:
     if not any((folder / name).is_file() or any(folder.glob(name.replace(".", ".*.", 1))) for name in WEIGHT_FILES):
         present = ", ".join(sorted(p.name for p in folder.iterdir())) or "nothing"
         raise OSError(
-            f"the weights of {what} are missing: {folder / WEIGHT_FILES[0]} does not exist (the folder holds {present}); "
+            f"the weights of {what} are missing: {folder / WEIGHT_FILES[0]} does not exist "
+            f"(the folder holds {present}); "
             "copy the complete model folder again"
         )
 
@@ -69,8 +70,8 @@ def load_pipeline(source: str | os.PathLike, device: Any = None, dtype: Any = No
     pipeline without ``defocus_net``. ``dtype``: a ``torch.dtype`` for the networks (default float32); ``device``:
     where to move it; other keywords go to ``from_pretrained``. Raises ``OSError`` for a source that cannot be
     loaded."""
-    from .models.deblur_net import DefocusDeblurNet
-    from .pipelines import DefocusDeblurPipeline
+    from ..models.deblur_net import DefocusDeblurNet
+    from .pipeline_defocus_deblur import DefocusDeblurPipeline
 
     folder, name = _local_or_hub(source)
     if folder is not None and folder.is_dir() and (folder / "model_index.json").is_file():
@@ -90,7 +91,7 @@ def load_pipeline(source: str | os.PathLike, device: Any = None, dtype: Any = No
 def load_defocus_net(source: str | os.PathLike, device: Any = None):
     """A :class:`~defocusgan_hf.models.DualPixelDefocusNet` (in ``eval()``) from its own folder, from a folder holding
     ``defocus_net/`` (a pipeline or a stage-1 checkpoint), or from a Hub id."""
-    from .models.defocus_net import DualPixelDefocusNet
+    from ..models.defocus_net import DualPixelDefocusNet
 
     folder, name = _local_or_hub(source)
     sub = {"subfolder": "defocus_net"} if folder is not None and (folder / "defocus_net").is_dir() else {}
@@ -102,7 +103,7 @@ def load_defocus_net(source: str | os.PathLike, device: Any = None):
 
 def load_blur_kernel(folder: str | os.PathLike | None):
     """The stage-1 kernel saved beside its net (``<folder>/blur_kernel``), or None when there is none."""
-    from .models.blur_kernel import LearnableBlurKernel
+    from ..models.blur_kernel import LearnableBlurKernel
 
     path = Path(folder) / BLUR_KERNEL_SUBFOLDER if folder is not None else None
     return LearnableBlurKernel.from_pretrained(path) if path is not None and path.is_dir() else None

@@ -1,5 +1,6 @@
 """What the Gradio app (``app.py``) does besides calling the pipeline, without Gradio: CPU threads, downscaling of
-large uploads, previews, file names and the status lines (``app_handlers`` holds what needs Gradio). Tested through the app (tests/app/test_app.py)."""
+large uploads, previews, file names and the status lines (:mod:`.handlers` holds what needs Gradio).
+Tested through the app (tests/app/test_app.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .image_io import LoadedImage
-from .tiling import count_tiles
+from ..image_io import LoadedImage
+from ..pipelines.tiling import count_tiles
 
 
 def available_cpus() -> int:

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models.dual_pixel import dual_pixel_view_kernels
-from .models.reblur import bank_layers, reblur, search_coc, search_signed_coc
-from .perceptual.vgg import VGG19Features
+from ..models.dual_pixel import dual_pixel_view_kernels
+from ..models.reblur import bank_layers, reblur, search_coc, search_signed_coc
+from ..perceptual.vgg import VGG19Features
 
 # The released code's absolute weights. With Adam only the ratios matter much, and they are the paper's:
 # stage 2: 0.5 : 0.006 : 0.001 = 1 : 0.012 : 0.002; stage 1: L1 x 1000 + TV x 1e-5.
@@ -118,7 +118,8 @@ def defocus_map_loss(
     """
     if reblur_weight < 0 or smoothness_weight < 0 or search_weight < 0:
         raise ValueError(
-            f"Loss weights must be >= 0, got reblur {reblur_weight}, smoothness {smoothness_weight}, search {search_weight}."
+            f"Loss weights must be >= 0, got reblur {reblur_weight}, smoothness {smoothness_weight}, "
+            f"search {search_weight}."
         )
     # With the combined-image search, every layer is needed anyway: convolve the image with the bank once for both.
     layers = bank_layers(sharp, kernels) if search_weight > 0 and search_views is None else None

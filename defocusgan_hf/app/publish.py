@@ -5,10 +5,10 @@ needs, with ``huggingface_hub.upload_folder`` (binaries go through LFS/Xet by th
 safetensors blob among them), which the Hub does not accept, and history is not rewritten. So the files are staged
 into a temporary folder and uploaded as one commit instead::
 
-    python -m defocusgan_hf.publish space USER/defocusgan --dry_run     # list what would be uploaded, nothing sent
-    python -m defocusgan_hf.publish space USER/defocusgan               # create (if needed) and upload the Space
-    python -m defocusgan_hf.publish model USER/defocusgan-synthetic     # the shipped pipeline as a model repo
-    python -m defocusgan_hf.publish space USER/defocusgan --model_repo USER/defocusgan-synthetic
+    python -m defocusgan_hf.app.publish space USER/defocusgan --dry_run     # list what would be uploaded, nothing sent
+    python -m defocusgan_hf.app.publish space USER/defocusgan               # create (if needed) and upload the Space
+    python -m defocusgan_hf.app.publish model USER/defocusgan-synthetic     # the shipped pipeline as a model repo
+    python -m defocusgan_hf.app.publish space USER/defocusgan --model_repo USER/defocusgan-synthetic
 
 The Space gets the files that ``git ls-files`` tracks among :data:`SPACE_PATTERNS` (so nothing untracked, no
 tests, training runs or data), a ``requirements.txt`` that installs PyTorch's CPU build from its wheel index (a
@@ -29,7 +29,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODEL_DIR = "checkpoints/defocusgan-synthetic"
 SPACE_PATTERNS = (
     "app.py",
@@ -125,7 +125,8 @@ def publish(kind: str, repo_id: str, model_repo: str | None = None, dry_run: boo
         for name in files:
             print(f"{(staged / name).stat().st_size:>12,}  {name}")
         print(
-            f"{len(files)} files, {total / 1e6:.1f} MB -> {kind} {repo_id}{' (dry run: nothing uploaded)' if dry_run else ''}"
+            f"{len(files)} files, {total / 1e6:.1f} MB -> {kind} {repo_id}"
+            f"{' (dry run: nothing uploaded)' if dry_run else ''}"
         )
         if dry_run:
             return files
@@ -141,7 +142,7 @@ def publish(kind: str, repo_id: str, model_repo: str | None = None, dry_run: boo
             repo_id=repo_id,
             folder_path=staged,
             repo_type=repo_type,
-            commit_message=f"Upload the DefocusGAN {kind} (defocusgan_hf.publish)",
+            commit_message=f"Upload the DefocusGAN {kind} (defocusgan_hf.app.publish)",
         )
         return files
 

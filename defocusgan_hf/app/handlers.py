@@ -14,8 +14,8 @@ from pathlib import Path
 import gradio as gr
 from gradio.utils import get_upload_folder
 
-from . import app_utils
-from .image_io import ImageLoadError, LoadedImage, check_dual_pixel_pair, load_image
+from ..image_io import ImageLoadError, LoadedImage, check_dual_pixel_pair, load_image
+from . import utils as app_utils
 
 
 def uploaded_path(payload) -> str | None:
