@@ -150,6 +150,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="Convert an --init_from generator with an RGB residual to a luma residual (grey stays grey; ours).",
     )
     add(
+        "--residual_lowpass_sigma",
+        type=float,
+        default=None,
+        help="Brightness-preserving output (px): the generator's residual loses its Gaussian low-pass of this standard "
+        "deviation, so the output keeps the input's local mean (DefocusDeblurNet's residual_lowpass_sigma; also set "
+        "on an --init_from net). Default: the net's own setting.",
+    )
+    add(
         "--real_val_root",
         default=None,
         help="Folder of real scenes (blurred.png + sharp.png per scene, e.g. ../shared/real/dpdd_gif) validated beside "
@@ -179,8 +187,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 def build_generator(args) -> DefocusDeblurNet:
     if args.init_from:
         net = DefocusDeblurNet.from_pretrained(args.init_from, subfolder="deblur_net")
-        return to_luma_residual(net) if args.luma_residual else net
+        net = to_luma_residual(net) if args.luma_residual else net
+        if args.residual_lowpass_sigma is not None:
+            config = {k: v for k, v in net.config.items() if not k.startswith("_")}
+            preserving = DefocusDeblurNet(**{**config, "residual_lowpass_sigma": args.residual_lowpass_sigma})
+            preserving.load_state_dict(net.state_dict())
+            net = preserving
+        return net
     config = load_model_config(args.model_config)
+    if args.residual_lowpass_sigma is not None:
+        config["residual_lowpass_sigma"] = args.residual_lowpass_sigma
     if args.no_rcab:
         config["block_type"] = "conv"
     if args.single_scale:

@@ -91,6 +91,10 @@ class DefocusDeblurNet(StrictConfigModel):
         output_residual: ``"rgb"``, a residual per colour channel, or ``"luma"``, one residual added to all three
             channels: the output's colour differences (R - G, B - G) are the input's, so grey stays exactly grey
             and no false colour can appear (:func:`to_luma_residual` converts an RGB net).
+        residual_lowpass_sigma: brightness preservation. ``None`` (the default): off. A value ``s`` in px removes
+            the residual's Gaussian low-pass of standard deviation ``s`` (:func:`gaussian_lowpass`), so the output
+            keeps the input's local mean at scales above ``s``, as blur does (a PSF sums to 1): the net can
+            sharpen but not darken or brighten regions. A post-processing of the output, no parameters.
     """
 
     @register_to_config
@@ -106,6 +110,7 @@ class DefocusDeblurNet(StrictConfigModel):
         max_coc: float = 25.0,
         stem_stride: int = 2,
         output_residual: str = "rgb",
+        residual_lowpass_sigma: float | None = None,
     ):
         super().__init__()
         level_channels, branch_depths = tuple(level_channels), tuple(branch_depths)
@@ -128,6 +133,8 @@ class DefocusDeblurNet(StrictConfigModel):
             raise ValueError(f"`block_type` must be 'rcab' or 'conv', got {block_type!r}.")
         if output_residual not in ("rgb", "luma"):
             raise ValueError(f"`output_residual` must be 'rgb' or 'luma', got {output_residual!r}.")
+        if residual_lowpass_sigma is not None and not residual_lowpass_sigma > 0:
+            raise ValueError(f"`residual_lowpass_sigma` must be None or > 0 px, got {residual_lowpass_sigma}.")
         if stem_stride < 1 or stem_stride & (stem_stride - 1):
             raise ValueError(f"`stem_stride` must be a power of 2, got {stem_stride}.")
         stem_level = int(math.log2(stem_stride))
@@ -216,11 +223,31 @@ class DefocusDeblurNet(StrictConfigModel):
             factor = 2 ** (self.first_levels[index + 1] - self.first_levels[index])
             up = F.interpolate(fused, scale_factor=float(factor), mode="bilinear", align_corners=False)
             fused = outputs[index] + self.scale_ups[index](up)
-        residual = F.pixel_shuffle(self.tail(fused), stem)  # (B, 3 or 1, H, W); a luma residual broadcasts
-        restored = (x + residual).clamp(0.0, 1.0)[..., :h, :w]
+        residual = F.pixel_shuffle(self.tail(fused), stem)[..., :h, :w]  # (B, 3 or 1, H, W); luma broadcasts
+        if self.config.residual_lowpass_sigma is not None:
+            residual = residual - gaussian_lowpass(residual, self.config.residual_lowpass_sigma)
+        restored = (image + residual).clamp(0.0, 1.0)
         if not return_dict:
             return (restored,)
         return DefocusDeblurNetOutput(sample=restored)
+
+
+def gaussian_lowpass(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``(B, C, H, W)`` blurred by a Gaussian of standard deviation ``sigma`` px (truncated at 3 sigma), separable,
+    mirrored at the borders (replicated where the image is smaller than the kernel's radius), so it keeps the mean.
+
+    Written here because torchvision's and kornia's Gaussian blurs are not dependencies of this package (see
+    README), and the separable convolution is four lines."""
+    radius = max(1, math.ceil(3.0 * sigma))
+    taps = torch.arange(-radius, radius + 1, device=x.device, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).to(x.dtype)
+    channels = x.shape[1]
+    mode = "reflect" if radius < min(x.shape[-2:]) else "replicate"
+    out = F.pad(x, (radius, radius, 0, 0), mode=mode)
+    out = F.conv2d(out, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
+    out = F.pad(out, (0, 0, radius, radius), mode=mode)
+    return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
 
 
 def to_luma_residual(net: DefocusDeblurNet) -> DefocusDeblurNet:

@@ -197,3 +197,36 @@ def test_defocus_net_learns_from_the_reblur_loss_at_initialisation():
     loss.backward()
     assert model.tail.weight.grad.abs().sum() > 0
     assert model.head.weight.grad.abs().sum() > 0
+
+
+def test_gaussian_lowpass_keeps_constants_and_the_mean():
+    from defocusgan_hf.models.deblur_net import gaussian_lowpass
+
+    flat = torch.full((1, 1, 20, 30), 0.3)
+    assert torch.allclose(gaussian_lowpass(flat, 4.0), flat, atol=1e-6)
+    noise = torch.rand(2, 3, 64, 80)
+    smooth = gaussian_lowpass(noise, 3.0)
+    assert smooth.shape == noise.shape
+    assert smooth.std() < 0.3 * noise.std()  # low-passed
+    assert abs(float(smooth.mean() - noise.mean())) < 2e-3
+    assert gaussian_lowpass(torch.rand(1, 1, 5, 7), 8.0).shape == (1, 1, 5, 7)  # smaller than the kernel
+
+
+def test_residual_lowpass_keeps_local_brightness():
+    """A net whose residual darkens everything: with ``residual_lowpass_sigma`` the output keeps the input's local
+    mean (blur keeps it; so must deblurring), while the high-frequency part of the residual stays."""
+    torch.manual_seed(0)
+    kwargs = dict(level_channels=(4, 4, 8, 8, 8), branch_depths=(0, 1, 1, 1), output_residual="luma")
+    plain = DefocusDeblurNet(**kwargs)
+    torch.nn.init.normal_(plain.tail.weight, std=0.003)
+    torch.nn.init.constant_(plain.tail.bias, -0.05)  # a darkening offset
+    preserving = DefocusDeblurNet(**kwargs, residual_lowpass_sigma=4.0)
+    preserving.load_state_dict(plain.state_dict())
+    image = 0.25 + 0.5 * torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        dark, kept = plain(image).sample, preserving(image).sample
+    assert float((dark - image).mean()) * 255 < -5  # the plain net darkens by > 5 levels
+    assert abs(float((kept - image).mean()) * 255) < 0.2
+    assert float((kept - image).abs().mean()) > 1e-3  # it still changes detail
+    with pytest.raises(ValueError, match="residual_lowpass_sigma"):
+        DefocusDeblurNet(**kwargs, residual_lowpass_sigma=0)
