@@ -4,6 +4,7 @@ See ``docs/DATA.md`` for the conventions: images float32 in [0, 1]; ``coc`` a si
 (``> 0`` behind the focal plane, ``< 0`` in front); ``blurred = (left + right) / 2``.
 """
 
+from .config import ENGINE_CHANGES, coc_histogram_from_values
 from .dpdd import DPDD_LAYOUT, DPDDDataset, DualPixelFolderDataset, PairedFolderDataset
 from .procedural import DeadLeavesSource, TextSource
 from .psf import DualPixelPSFBank, aperture_masks, dual_pixel_psf, dual_pixel_view_kernels
@@ -13,6 +14,7 @@ from .sensor import jpeg_compress, poisson_gaussian_noise
 from .sources import (
     SKIMAGE_SPLITS,
     ArraySource,
+    CUHKInFocusSource,
     FolderSource,
     ImageSource,
     MixedSource,
@@ -26,14 +28,17 @@ from .synthetic import (
     SharpImageDataset,
     SyntheticDualPixelDataset,
     coc_statistics,
+    engine_source,
     render_dual_pixel_batch,
     sample_generator,
 )
 
 __all__ = [
     "DPDD_LAYOUT",
+    "ENGINE_CHANGES",
     "SKIMAGE_SPLITS",
     "ArraySource",
+    "CUHKInFocusSource",
     "DPDDDataset",
     "DeadLeavesSource",
     "DualPixelConfig",
@@ -53,10 +58,12 @@ __all__ = [
     "aperture_masks",
     "augment",
     "build_source",
+    "coc_histogram_from_values",
     "coc_statistics",
     "composite_sharp",
     "dual_pixel_psf",
     "dual_pixel_view_kernels",
+    "engine_source",
     "jpeg_compress",
     "poisson_gaussian_noise",
     "render_dual_pixel_batch",

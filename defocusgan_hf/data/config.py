@@ -12,6 +12,22 @@ from .psf_families import PSF_FAMILIES
 DATA_CONFIGS = ("eq3", "varied")
 """Names of the engines :meth:`DualPixelConfig.named` builds (the ``--data_config`` flags' choices)."""
 
+REAL_COC_HISTOGRAM: tuple[tuple[float, float], ...] | None = None
+"""``(radius_px, weight)`` bins of the CoC scale measured on real DP views (:func:`coc_histogram_from_values` of
+the stage-1 maps); ``None`` until someone supplies them, so ``with_change("real_coc_distribution")`` needs
+``coc_histogram=...``."""
+
+ENGINE_CHANGES: dict[str, dict] = {
+    "in_focus_highlights": dict(in_focus_highlight_prob=0.3),
+    "energy_consistent_highlights": dict(energy_consistent_highlights=True),
+    "phone_processing": dict(phone_processing_prob=0.3),
+    "cuhk_in_focus_sources": dict(cuhk_in_focus_root="../shared/real/cuhk"),
+    "real_coc_distribution": dict(coc_histogram=REAL_COC_HISTOGRAM),
+}
+"""Named, opt-in changes of the data engine for equal-budget experiments (issue "Real blur, round 2"): each is a
+set of :class:`DualPixelConfig` fields, off in the class defaults and in :meth:`DualPixelConfig.varied`, applied
+with :meth:`DualPixelConfig.with_change` (``DualPixelConfig.varied().with_change("phone_processing")``)."""
+
 
 @dataclass(frozen=True)
 class DualPixelConfig:
@@ -56,6 +72,25 @@ class DualPixelConfig:
         field_varying_prob: probability that the PSF changes across the frame, as mechanical vignetting makes it:
             the sample's drawn PSF at the centre turns into cat-eye shapes towards the corners, each narrow along
             its radial direction (weight ``r²``, ``r`` the distance from the centre over the half-diagonal).
+    Opt-in changes (off in the class defaults and in :meth:`varied`; named sets of them in ``ENGINE_CHANGES``):
+        in_focus_highlight_prob: probability of bright objects left **in focus** (CoC 0) on top of the scene:
+            saturated discs, lamp shapes (tubes, rounded panels) and clusters of small point lights, 1 to 4 times
+            brighter than white in linear light, identical in the input and the target (sensor effects aside) and
+            never turned into bokeh by ``highlight_prob``: a bright disc is not always a blurred one.
+        energy_consistent_highlights: the above-white light of ``highlight_prob`` reaches the input only as far
+            as the target keeps it: per sample, the blurred excess is scaled so that the clipped blurred frame
+            carries the clipped target's light (linear light, before noise). Off: the target clips the excess
+            away while the input spreads it, so the input is brighter.
+        phone_processing_prob: probability of phone-style processing of the combined input after blur and noise
+            (before JPEG; never the target, the DP views or the CoC): unsharp-mask sharpening (Gaussian radius
+            ``phone_sharpen_radius_range`` px, amount ``phone_sharpen_amount_range``), a denoising smear (a 5x5
+            bilateral blend of strength ``phone_denoise_strength_range``), or both (one in three each).
+        cuhk_in_focus_root: folder of the CUHK blur-detection photos (``images/``, ``blur_masks/``); given, the
+            datasets draw ``cuhk_in_focus_weight`` of their sharp crops from the in-focus parts of photos 41-204
+            (:class:`~defocusgan_hf.data.sources.CUHKInFocusSource`; photos 1-40 are the in-focus test, never read).
+        coc_histogram: ``(radius_px, weight)`` bins from which the CoC scale ``A`` (px) is drawn instead of the
+            log-uniform ``aperture_range``: a piecewise-uniform density, bin edges halfway between the radii
+            (:func:`coc_histogram_from_values` builds one from |CoC| values).
     """
 
     max_coc: float = 25.0
@@ -88,6 +123,15 @@ class DualPixelConfig:
     chromatic_prob: float = 0.0
     chromatic_range: float = 0.0
     field_varying_prob: float = 0.0
+    in_focus_highlight_prob: float = 0.0
+    energy_consistent_highlights: bool = False
+    phone_processing_prob: float = 0.0
+    phone_sharpen_radius_range: tuple[float, float] = (1.0, 3.0)
+    phone_sharpen_amount_range: tuple[float, float] = (0.3, 1.0)
+    phone_denoise_strength_range: tuple[float, float] = (0.5, 1.0)
+    cuhk_in_focus_root: str | None = None
+    cuhk_in_focus_weight: float = 0.25
+    coc_histogram: tuple[tuple[float, float], ...] | None = None
 
     def __post_init__(self):
         if not 0 < self.coc_step <= 1:
@@ -103,12 +147,26 @@ class DualPixelConfig:
             "vertical_split_prob",
             "chromatic_prob",
             "field_varying_prob",
+            "in_focus_highlight_prob",
+            "phone_processing_prob",
+            "cuhk_in_focus_weight",
         )
         for name in probabilities + ("all_in_focus_prob", "background_in_focus_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"`{name}` must be a probability in [0, 1], got {getattr(self, name)}.")
         if not 0 <= self.chromatic_range < 0.5:
             raise ValueError(f"`chromatic_range` must be a radius scale in [0, 0.5), got {self.chromatic_range}.")
+        radius = self.phone_sharpen_radius_range
+        if not 0 < radius[0] <= radius[1]:
+            raise ValueError(f"`phone_sharpen_radius_range` must be an increasing pair of px > 0, got {radius}.")
+        if self.coc_histogram is not None:
+            bins = tuple((float(r), float(w)) for r, w in self.coc_histogram)
+            object.__setattr__(self, "coc_histogram", bins)  # lists (from JSON) become tuples
+            if not bins or any(r <= 0 or w < 0 for r, w in bins) or sum(w for _, w in bins) <= 0:
+                raise ValueError(
+                    "`coc_histogram` must be (radius_px > 0, weight >= 0) bins with a positive total weight, "
+                    f"got {self.coc_histogram}."
+                )
 
     @classmethod
     def varied(cls, **changes) -> DualPixelConfig:
@@ -141,10 +199,30 @@ class DualPixelConfig:
     @classmethod
     def named(cls, name: str, **changes) -> DualPixelConfig:
         """The engine a ``--data_config`` flag names: ``"eq3"`` (the class defaults, the first engine) or
-        ``"varied"`` (:meth:`varied`)."""
-        if name not in DATA_CONFIGS:
-            raise ValueError(f"Unknown data config {name!r}; choose from {DATA_CONFIGS}.")
-        return cls.varied(**changes) if name == "varied" else cls(**changes)
+        ``"varied"`` (:meth:`varied`), optionally followed by ``ENGINE_CHANGES`` names joined with ``+``
+        (``"varied+phone_processing+in_focus_highlights"``), applied in that order."""
+        base, *extra = name.split("+")
+        if base not in DATA_CONFIGS:
+            raise ValueError(f"Unknown data config {base!r}; choose from {DATA_CONFIGS}.")
+        config = cls.varied(**changes) if base == "varied" else cls(**changes)
+        for change in extra:
+            config = config.with_change(change)
+        return config
+
+    def with_change(self, name: str, **values) -> DualPixelConfig:
+        """This config with the ``ENGINE_CHANGES`` entry ``name`` applied; ``values`` override that entry's fields
+        (e.g. ``with_change("real_coc_distribution", coc_histogram=bins)``)."""
+        if name not in ENGINE_CHANGES:
+            raise ValueError(f"Unknown engine change {name!r}; choose from {tuple(ENGINE_CHANGES)}.")
+        fields = ENGINE_CHANGES[name]
+        foreign = set(values) - set(fields)
+        if foreign:
+            raise ValueError(f"Engine change {name!r} sets {sorted(fields)}, not {sorted(foreign)}.")
+        fields = {**fields, **values}
+        missing = [k for k, v in fields.items() if v is None]
+        if missing:
+            raise ValueError(f"Engine change {name!r} needs a value for {missing} (none is built in yet).")
+        return self.replace(**fields)
 
     def clean(self) -> DualPixelConfig:
         """The same optics and scenes without any photometric or sensor effect: a pure optical rendering."""
@@ -160,7 +238,7 @@ class DualPixelConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return {k: _to_lists(v) for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
     def from_dict(cls, values: dict) -> DualPixelConfig:
@@ -168,7 +246,40 @@ class DualPixelConfig:
         unknown = set(values) - fields
         if unknown:
             raise ValueError(f"Unknown DualPixelConfig fields {sorted(unknown)}.")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        return cls(**{k: _to_tuples(v) for k, v in values.items()})
 
 
-__all__ = ["DATA_CONFIGS", "DualPixelConfig"]
+def _to_lists(value):
+    return [_to_lists(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
+def _to_tuples(value):
+    return tuple(_to_tuples(v) for v in value) if isinstance(value, (tuple, list)) else value
+
+
+def coc_histogram_from_values(
+    values, num_bins: int = 24, max_coc: float = 25.0, min_coc: float = 0.25
+) -> tuple[tuple[float, float], ...]:
+    """``coc_histogram`` bins from |CoC| values in px (any array shape; NaNs dropped): ``num_bins`` log-spaced
+    bins between ``min_coc`` and ``max_coc`` (values outside are clipped into the end bins), each given as its
+    geometric centre and the share of values in it (empty bins kept at weight 0, so the bin edges stay put).
+
+    The drawn value is the scene's CoC **scale** ``A`` (``coc = A * (rho_focus - rho)``, ``|rho_focus - rho| <= 1``),
+    so pass one value per real map that plays that role (e.g. each map's 95th-percentile |CoC|): per-pixel values
+    would give scenes whose per-pixel |CoC| is smaller than the real one.
+    """
+    import numpy as np
+
+    v = np.abs(np.asarray(values, dtype=np.float64).ravel())
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        raise ValueError("`values` holds no finite |CoC| value.")
+    if not 0 < min_coc < max_coc or num_bins < 1:
+        raise ValueError(f"Need 0 < min_coc < max_coc and num_bins >= 1, got {min_coc}, {max_coc}, {num_bins}.")
+    edges = np.geomspace(min_coc, max_coc, num_bins + 1)
+    counts, _ = np.histogram(np.clip(v, min_coc, max_coc), bins=edges)
+    centres = np.sqrt(edges[:-1] * edges[1:])
+    return tuple((round(float(c), 6), float(n) / v.size) for c, n in zip(centres, counts, strict=True))
+
+
+__all__ = ["DATA_CONFIGS", "ENGINE_CHANGES", "REAL_COC_HISTOGRAM", "DualPixelConfig", "coc_histogram_from_values"]

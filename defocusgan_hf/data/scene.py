@@ -103,6 +103,30 @@ def _shape_masks(generator: torch.Generator, n: int, height: int, width: int, de
     return _antialias(field[:, None])
 
 
+def histogram_edges(bins: tuple[tuple[float, float], ...]) -> tuple[list[float], list[float]]:
+    """Bin edges (px) and normalised weights of ``(radius_px, weight)`` bins: the radii sorted, edges halfway
+    between neighbours, the outer edges as far out as the nearest inner one (the lowest kept above 0)."""
+    ordered = sorted((float(r), float(w)) for r, w in bins)
+    radii, weights = [r for r, _ in ordered], [w for _, w in ordered]
+    if len(radii) == 1:
+        return [radii[0], radii[0]], [1.0]
+    inner = [(a + b) / 2 for a, b in zip(radii, radii[1:], strict=False)]
+    low = max(2 * radii[0] - inner[0], radii[0] / 2)
+    high = 2 * radii[-1] - inner[-1]
+    total = sum(weights)
+    return [low, *inner, high], [w / total for w in weights]
+
+
+def sample_from_histogram(generator: torch.Generator, bins: tuple[tuple[float, float], ...], n: int) -> torch.Tensor:
+    """``(n,)`` values (px) from the piecewise-uniform density of ``bins`` (:func:`histogram_edges`)."""
+    edges, weights = histogram_edges(bins)
+    edges_t = torch.tensor(edges, dtype=torch.float64)
+    cdf = torch.tensor(weights, dtype=torch.float64).cumsum(0)
+    pick, within = _rand(generator, n, 2).cpu().double().unbind(1)
+    index = torch.searchsorted(cdf, pick * cdf[-1], right=True).clamp(max=len(weights) - 1)
+    return (edges_t[index] + within * (edges_t[index + 1] - edges_t[index])).float()
+
+
 def sample_scene(
     batch_size: int,
     height: int,
@@ -113,6 +137,8 @@ def sample_scene(
     aperture_range: tuple[float, float] = (2.0, 60.0),
     in_focus_prob: float = 0.6,
     device: torch.device | str | None = None,
+    coc_histogram: tuple[tuple[float, float], ...] | None = None,
+    histogram_generator: torch.Generator | None = None,
 ) -> DualPixelScene:
     """Draw ``batch_size`` random layered scenes of ``height`` x ``width`` pixels.
 
@@ -124,6 +150,9 @@ def sample_scene(
             it saturates parts of the scene at ``max_coc``.
         in_focus_prob: probability that the focal plane passes through one of the layers (at a random pixel of
             it), so that the scene has an in-focus region; otherwise the focus distance is uniform.
+        coc_histogram: ``(radius_px, weight)`` bins; given, ``A`` is drawn from them (:func:`sample_from_histogram`,
+            with ``histogram_generator``, default ``generator``, after every other draw) instead of
+            ``aperture_range``. The log-uniform draw is still made, so the rest of the scene stays the same.
     """
     low, high = num_layers
     if not 1 <= low <= high <= 16:
@@ -178,6 +207,8 @@ def sample_scene(
     focus = torch.where(through_layer, rho_at_pixel, _rand(g, B).to(device))
     log_a = _uniform(g, math.log(aperture_range[0]), math.log(aperture_range[1]), B).to(device)
     aperture = log_a.exp()
+    if coc_histogram is not None:
+        aperture = sample_from_histogram(histogram_generator or g, coc_histogram, B).to(device)
 
     coc = (aperture[:, None, None, None] * (focus[:, None, None, None] - rho_field)).clamp(-max_coc, max_coc)
     return DualPixelScene(alpha[:, :, None], coc[:, :, None], count, focus, aperture)

@@ -1,7 +1,8 @@
 """Sensor and processing effects for synthetic captures, batched, seeded and device-agnostic.
 
 Order in the synthetic pipeline: sRGB source -> linear (``x ** gamma``) -> optics (blur, in linear light) ->
-exposure -> DP vignetting -> Poisson-Gaussian noise -> clip -> ``x ** (1 / gamma)`` -> JPEG-like compression.
+exposure -> DP vignetting -> Poisson-Gaussian noise -> clip -> ``x ** (1 / gamma)`` -> (optional, the combined
+input only) phone-style denoising and sharpening -> JPEG-like compression.
 """
 
 from __future__ import annotations
@@ -115,3 +116,67 @@ def jpeg_compress(image: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     y, cb, cr = luma[:, 0, :H, :W], chroma[:, 0, :H, :W] - 128, chroma[:, 1, :H, :W] - 128
     rgb = torch.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], 1)
     return (rgb / 255).clamp(0, 1).to(image.dtype)
+
+
+def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``(B, C, H, W)`` blurred by a separable Gaussian of standard deviation ``sigma`` px (reflected borders)."""
+    radius = max(1, int(math.ceil(3 * sigma)))
+    x = torch.arange(-radius, radius + 1, device=image.device, dtype=image.dtype)
+    kernel = torch.exp(-(x**2) / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    C = image.shape[1]
+    padded = F.pad(image, (radius, radius, radius, radius), mode="reflect")
+    out = F.conv2d(padded, kernel.view(1, 1, 1, -1).expand(C, 1, 1, -1), groups=C)
+    return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(C, 1, -1, 1), groups=C)
+
+
+def unsharp_mask(image: torch.Tensor, radius: float, amount: float) -> torch.Tensor:
+    """Sharpening with halos, as phone pipelines do: ``x + amount * (x - gaussian(x, radius))``, clipped to [0, 1]."""
+    return (image + amount * (image - gaussian_blur(image, radius))).clamp(0, 1)
+
+
+def bilateral_smear(
+    image: torch.Tensor, strength: float, spatial_sigma: float = 1.0, range_sigma: float = 0.05
+) -> torch.Tensor:
+    """A phone-like denoising smear of ``(B, C, H, W)`` in [0, 1]: a 5x5 bilateral filter (spatial ``spatial_sigma``
+    px, range ``range_sigma`` on the channels' mean, so grey stays grey), blended in with ``strength`` in [0, 1]."""
+    H, W = image.shape[-2:]
+    padded = F.pad(image, (2, 2, 2, 2), mode="reflect")
+    grey = image.mean(dim=1, keepdim=True)
+    total, weights = torch.zeros_like(image), torch.zeros_like(grey)
+    for dy in range(5):
+        for dx in range(5):
+            shifted = padded[..., dy : dy + H, dx : dx + W]
+            spatial = math.exp(-((dy - 2) ** 2 + (dx - 2) ** 2) / (2 * spatial_sigma**2))
+            weight = spatial * torch.exp(-((shifted.mean(dim=1, keepdim=True) - grey) ** 2) / (2 * range_sigma**2))
+            total, weights = total + weight * shifted, weights + weight
+    return image + strength * (total / weights - image)
+
+
+def phone_processing(
+    image: torch.Tensor,
+    generator: torch.Generator,
+    prob: float,
+    radius_range: tuple[float, float] = (1.0, 3.0),
+    amount_range: tuple[float, float] = (0.3, 1.0),
+    strength_range: tuple[float, float] = (0.5, 1.0),
+) -> torch.Tensor:
+    """Phone-style processing of ``(B, 3, H, W)`` sRGB in [0, 1], each image with probability ``prob``: a denoising
+    smear (:func:`bilateral_smear`, strength in ``strength_range``, spatial sigma 0.7-1.5 px, range sigma
+    0.02-0.08), unsharp-mask sharpening (:func:`unsharp_mask`, radius in ``radius_range`` px, amount in
+    ``amount_range``), or the smear then the sharpening, one in three each. Parameters uniform; the others untouched."""
+    B = image.shape[0]
+    draws = _rand(generator, B, 7).tolist()
+    out = image.clone()
+    for b, (chosen, kind, radius, amount, strength, spatial, tonal) in enumerate(draws):
+        if chosen >= prob:
+            continue
+        x, kind = image[b : b + 1], min(int(kind * 3), 2)  # 0: sharpen, 1: denoise, 2: both
+        if kind >= 1:
+            strength = strength_range[0] + (strength_range[1] - strength_range[0]) * strength
+            x = bilateral_smear(x, strength, 0.7 + 0.8 * spatial, 0.02 + 0.06 * tonal)
+        if kind != 1:
+            radius = radius_range[0] + (radius_range[1] - radius_range[0]) * radius
+            x = unsharp_mask(x, radius, amount_range[0] + (amount_range[1] - amount_range[0]) * amount)
+        out[b : b + 1] = x.clamp(0, 1)
+    return out

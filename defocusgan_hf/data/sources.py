@@ -8,6 +8,8 @@ randomness from the ``torch.Generator`` it is given, so a sample is fixed by the
 - :class:`FolderSource`: any folder of images (recursive; jpg, png, tif, webp, bmp; 16-bit kept).
 - :class:`~defocusgan_hf.data.procedural.DeadLeavesSource` and :class:`~defocusgan_hf.data.procedural.TextSource`:
   procedural images with natural statistics, unlimited.
+- :class:`CUHKInFocusSource`: crops from the in-focus parts (blur mask black, eroded) of the CUHK blur-detection
+  photos 41-204; photos 1-40 are the in-focus test set and are never read.
 - :class:`MixedSource`: picks one of several sources with given weights.
 
 Crops are taken at a random scale and resized with area averaging, so most crops are *downscaled* (sharper than
@@ -24,6 +26,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from PIL import Image
+from scipy import ndimage
 
 from ..image_io import IMAGE_SUFFIXES, load_image
 from .procedural import DeadLeavesSource, TextSource
@@ -161,6 +165,133 @@ class FolderSource(ImageSource):
         return f"{type(self).__name__}('{self.root}', {len(self.files)} images)"
 
 
+CUHK_TEST_PHOTOS = 40
+"""Photos 1-40 (file-name order) of the CUHK set are the in-focus test: no source reads them."""
+CUHK_LAST_PHOTO = 204
+CUHK_EROSION = 15
+"""Pixels by which a mask's in-focus part is eroded (as the in-focus evaluation does)."""
+MASKED_PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def masked_photo_paths(root: str | os.PathLike) -> list[tuple[Path, Path]]:
+    """``(photo, mask)`` pairs of ``root/images`` and ``root/blur_masks`` (same stem, PNG mask) in file-name
+    order, the order the in-focus evaluation numbers them in. Lists names only; opens no file."""
+    root = Path(root)
+    folders = (root / "images", root / "blur_masks")
+    if not all(f.is_dir() for f in folders):
+        raise FileNotFoundError(
+            f"'{root}' is not a masked-photo folder: it needs images/ and blur_masks/ (e.g. ../shared/real/cuhk)."
+        )
+    masks = {p.stem: p for p in folders[1].iterdir() if p.suffix.lower() == ".png"}
+    photos = sorted(p for p in folders[0].iterdir() if p.stem in masks and p.suffix.lower() in MASKED_PHOTO_SUFFIXES)
+    return [(p, masks[p.stem]) for p in photos]
+
+
+def largest_square(allowed: np.ndarray) -> int:
+    """Side (px) of the largest axis-aligned square of ``allowed`` ``(H, W)`` bool pixels."""
+    blocked = np.pad(np.cumsum(np.cumsum(~allowed, 0), 1), ((1, 0), (1, 0)))
+    low, high = 0, min(allowed.shape)
+    while low < high:  # binary search: a square of side s fits iff one s x s window holds no blocked pixel
+        side = (low + high + 1) // 2
+        windows = blocked[side:, side:] - blocked[:-side, side:] - blocked[side:, :-side] + blocked[:-side, :-side]
+        low, high = (side, high) if (windows == 0).any() else (low, side - 1)
+    return low
+
+
+class CUHKInFocusSource(ImageSource):
+    """Sharp crops from the in-focus parts of the CUHK blur-detection photos (Shi et al., CVPR 2014).
+
+    Photos are numbered from 1 in file-name order (as the in-focus evaluation numbers them); only photos 41-204 are
+    used, photos 1-40 being the in-focus test set: they are never opened, and asking for them is an error. A crop
+    lies wholly inside the mask's in-focus part (black) eroded by ``erosion`` px: its side is ``size / s`` source
+    px, ``s`` drawn from ``scale_range`` and capped so that such a square exists; photos whose in-focus part holds
+    no square of ``size`` px are skipped (a crop is never upscaled). Masks are read when the source is built,
+    photos when drawn (a small cache, like :class:`FolderSource`).
+
+    Args:
+        root: the folder with ``images/`` and ``blur_masks/`` (e.g. ``../shared/real/cuhk``).
+        indices: photo numbers to use, each in 41..204 and present; default all of 41..204 that the folder has.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        indices: Sequence[int] | None = None,
+        erosion: int = CUHK_EROSION,
+        scale_range: tuple[float, float] = (0.5, 1.0),
+        cache_size: int = 8,
+    ):
+        pairs = masked_photo_paths(root)
+        last = min(len(pairs), CUHK_LAST_PHOTO)
+        indices = list(range(CUHK_TEST_PHOTOS + 1, last + 1)) if indices is None else [int(i) for i in indices]
+        bad = [i for i in indices if not CUHK_TEST_PHOTOS < i <= last]
+        if bad:
+            raise ValueError(
+                f"CUHK photo numbers must be in {CUHK_TEST_PHOTOS + 1}..{last} (photos 1-{CUHK_TEST_PHOTOS} are the "
+                f"in-focus test set and are never read), got {bad}."
+            )
+        if not indices:
+            raise ValueError(f"'{root}' has no photo past the {CUHK_TEST_PHOTOS} of the in-focus test set.")
+        self.root, self.erosion, self.scale_range, self.cache_size = Path(root), int(erosion), scale_range, cache_size
+        self.indices = indices
+        self.paths = {i: pairs[i - 1] for i in indices}
+        self.max_side = {i: largest_square(self.in_focus(i)) for i in indices}
+        self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+
+    def in_focus(self, index: int) -> np.ndarray:
+        """``(H, W)`` bool: photo ``index``'s eroded in-focus pixels (mask < 0.5, i.e. black)."""
+        if index not in self.paths:
+            raise ValueError(f"Photo {index} is not one of this source's (photos 1-{CUHK_TEST_PHOTOS} never are).")
+        with Image.open(self.paths[index][1]) as mask:
+            in_focus = np.asarray(mask.convert("L")) < 128
+        if self.erosion > 0:
+            structure = ndimage.generate_binary_structure(2, 1)
+            in_focus = ndimage.binary_erosion(in_focus, structure, iterations=self.erosion, border_value=1)
+        return in_focus
+
+    def _load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The photo ``(H, W, 3)`` float32 in [0, 1] and its blocked-pixel integral image ``(H + 1, W + 1)``."""
+        if index in self._cache:
+            self._cache.move_to_end(index)
+            return self._cache[index]
+        image = load_image(self.paths[index][0], max_pixels=None).array
+        in_focus = self.in_focus(index)
+        if in_focus.shape != image.shape[:2]:
+            raise ValueError(f"{self.paths[index][1].name}: mask {in_focus.shape} and photo {image.shape[:2]} differ.")
+        blocked = np.pad(np.cumsum(np.cumsum(~in_focus, 0), 1), ((1, 0), (1, 0)))
+        self._cache[index] = image, blocked
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return image, blocked
+
+    def usable(self, size: int) -> list[int]:
+        """Photo numbers whose eroded in-focus part holds a ``size`` x ``size`` square."""
+        return [i for i in self.indices if self.max_side[i] >= size]
+
+    def sample(self, size: int, generator: torch.Generator) -> torch.Tensor:
+        usable = self.usable(size)
+        if not usable:
+            raise ValueError(
+                f"No photo of {self!r} has an in-focus square of {size} px (eroded by {self.erosion} px); "
+                f"the largest is {max(self.max_side.values())} px: use smaller crops."
+            )
+        index = usable[rand_int(generator, 0, len(usable) - 1)]
+        scale = rand_float(generator, *self.scale_range)
+        side = int(min(max(round(size / scale), size), self.max_side[index]))
+        image, blocked = self._load(index)
+        windows = blocked[side:, side:] - blocked[:-side, side:] - blocked[side:, :-side] + blocked[:-side, :-side]
+        tops, lefts = np.nonzero(windows == 0)
+        pick = rand_int(generator, 0, len(tops) - 1)
+        top, left = int(tops[pick]), int(lefts[pick])
+        crop = np.ascontiguousarray(image[top : top + side, left : left + side])
+        if side != size:
+            crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+        return torch.from_numpy(np.clip(crop, 0, 1)).permute(2, 0, 1).contiguous()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}('{self.root}', photos {self.indices[0]}-{self.indices[-1]})"
+
+
 class MixedSource(ImageSource):
     """Draws each sample from one of ``sources``, chosen with probabilities proportional to ``weights``."""
 
@@ -198,7 +329,8 @@ def build_source(spec, weights: Sequence[float] | None = None) -> ImageSource:
     """An :class:`ImageSource` from a source, a name or a list of them.
 
     Names: ``"skimage"`` (training photos), ``"skimage:val"`` (held-out photos), ``"skimage:all"``,
-    ``"dead_leaves"``, ``"text"``; any other string is a folder path. A list becomes a :class:`MixedSource`
+    ``"dead_leaves"``, ``"text"``, ``"cuhk_in_focus:FOLDER"`` (:class:`CUHKInFocusSource`); any other string is a
+    folder path. A list becomes a :class:`MixedSource`
     (``weights`` default: equal, or ``DEFAULT_TRAIN_WEIGHTS`` for ``DEFAULT_TRAIN_SOURCES``).
     """
     if isinstance(spec, ImageSource):
@@ -211,6 +343,8 @@ def build_source(spec, weights: Sequence[float] | None = None) -> ImageSource:
             return DeadLeavesSource()
         if name == "text":
             return TextSource()
+        if name.startswith("cuhk_in_focus:"):
+            return CUHKInFocusSource(name.split(":", 1)[1])
         return FolderSource(name)
     if isinstance(spec, Sequence):
         specs = list(spec)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import math
 from collections.abc import Sequence
 
@@ -34,16 +35,52 @@ import torch
 from torch.utils.data import Dataset
 
 from .config import DualPixelConfig
+from .highlights import in_focus_highlight_layer
 from .psf import DualPixelPSFBank
 from .psf_families import FamilyPSFBank, PSFShape, sample_psf_shape
 from .render import composite_sharp, render_layers
 from .scene import DualPixelScene, sample_scene
-from .sensor import dual_pixel_vignetting, jpeg_compress, log_uniform, poisson_gaussian_noise, uniform
-from .sources import DEFAULT_TRAIN_SOURCES, ImageSource, augment, build_source
+from .sensor import (
+    dual_pixel_vignetting,
+    jpeg_compress,
+    log_uniform,
+    phone_processing,
+    poisson_gaussian_noise,
+    uniform,
+)
+from .sources import DEFAULT_TRAIN_SOURCES, CUHKInFocusSource, ImageSource, MixedSource, augment, build_source
 
 
 def _rand(generator: torch.Generator, *shape: int) -> torch.Tensor:
     return torch.rand(shape, generator=generator, device=generator.device)
+
+
+def child_generator(generator: torch.Generator, salt: str) -> torch.Generator:
+    """A generator on ``generator``'s device seeded from its current state and ``salt``, without drawing from it:
+    the opt-in changes draw from such streams, so switching one on leaves every other draw of a sample as it was."""
+    state = generator.get_state().cpu().numpy().tobytes()
+    seed = int.from_bytes(hashlib.sha256(state + salt.encode()).digest()[:8], "little") >> 1
+    return torch.Generator(device=generator.device).manual_seed(seed)
+
+
+def _energy_matched_scale(
+    base: tuple[torch.Tensor, torch.Tensor], excess: tuple[torch.Tensor, torch.Tensor], target: torch.Tensor, exposure
+) -> torch.Tensor:
+    """``(B, 1, 1, 1)`` scale ``k`` in [0, 1] of the blurred above-white light such that the clipped combined image
+    ``clip(((L + k Le) + (R + k Re)) / 2 * exposure)`` carries as much light as the clipped target (bisection)."""
+
+    def light(image: torch.Tensor) -> torch.Tensor:
+        return (image * exposure).clamp(0, 1).flatten(1).sum(dim=1)
+
+    combined, spread = (base[0] + base[1]) / 2, (excess[0] + excess[1]) / 2
+    wanted = light(target)
+    low, high = torch.zeros_like(wanted), torch.ones_like(wanted)
+    for _ in range(20):
+        k = (low + high) / 2
+        brighter = light(combined + k.view(-1, 1, 1, 1) * spread) > wanted
+        low, high = torch.where(brighter, low, k), torch.where(brighter, k, high)
+    k = torch.where(light(combined + spread) <= wanted, torch.ones_like(low), low)  # never brighter: keep it all
+    return k.view(-1, 1, 1, 1)
 
 
 def _render_channels(
@@ -53,6 +90,7 @@ def _render_channels(
     aberration): ``(left, right)``, each ``(B, 3, H, W)``."""
     if scales is None:
         return render_layers(linear, alpha, coc, bank)
+    scales = scales * (linear.shape[2] // len(scales))  # the same scales for stacked colour triplets
     channels = [render_layers(linear[:, :, ch : ch + 1], alpha, coc * k, bank) for ch, k in enumerate(scales)]
     return torch.cat([v[0] for v in channels], dim=1), torch.cat([v[1] for v in channels], dim=1)
 
@@ -104,11 +142,27 @@ class DualPixelRenderer:
         self.bank = DualPixelPSFBank(c.max_coc, c.coc_step, c.split_softness, c.light_falloff)
 
     def sample_scene(
-        self, batch_size: int, height: int, width: int, generator: torch.Generator, device=None
+        self,
+        batch_size: int,
+        height: int,
+        width: int,
+        generator: torch.Generator,
+        device=None,
+        histogram_generator: torch.Generator | None = None,
     ) -> DualPixelScene:
         c = self.config
         return sample_scene(
-            batch_size, height, width, generator, c.max_coc, c.num_layers, c.aperture_range, c.in_focus_prob, device
+            batch_size,
+            height,
+            width,
+            generator,
+            c.max_coc,
+            c.num_layers,
+            c.aperture_range,
+            c.in_focus_prob,
+            device,
+            coc_histogram=c.coc_histogram,
+            histogram_generator=histogram_generator,
         )
 
     def _layer_contents(
@@ -197,7 +251,18 @@ class DualPixelRenderer:
         device, dtype = sharp.device, torch.float32
         sharp = sharp.to(dtype)
         pool = pool.to(device, dtype) if pool is not None else None
-        scene = self._focus_variety(self.sample_scene(B, H, W, g, device), g)
+        # Opt-in changes draw from their own streams (seeded from g's state here), leaving g's draws as they were.
+        streams = {
+            name: child_generator(g, name)
+            for name, on in (
+                ("coc_histogram", c.coc_histogram is not None),
+                ("in_focus_highlights", c.in_focus_highlight_prob > 0),
+                ("phone_processing", c.phone_processing_prob > 0),
+            )
+            if on
+        }
+        scene = self.sample_scene(B, H, W, g, device, histogram_generator=streams.get("coc_histogram"))
+        scene = self._focus_variety(scene, g)
         # Layers no scene of the batch uses (alpha 0 everywhere) are dropped: the result is the same, only cheaper.
         used = int(scene.num_layers.max())
         alpha, layer_coc = scene.alpha[:, :used], scene.coc[:, :used]
@@ -210,13 +275,36 @@ class DualPixelRenderer:
         gamma = uniform(g, *c.gamma_range, B, device).view(B, 1, 1, 1)
         exposure = log_uniform(g, *c.exposure_range, B, device).view(B, 1, 1, 1)
         linear = contents.clamp(0, 1) ** gamma[:, None]
+        unboosted = linear
         if c.highlight_prob > 0:
             boosted = (_rand(g, B) < c.highlight_prob).to(device).view(B, 1, 1, 1, 1)
             gain = log_uniform(g, *c.highlight_gain_range, B, device).view(B, 1, 1, 1, 1)
             bright = ((contents.mean(dim=2, keepdim=True) - 0.85) / 0.1).clamp(0, 1)
             linear = torch.where(boosted, linear * (1 + (gain - 1) * bright), linear)
-        left, right = self._render(linear, alpha, layer_coc, g)
+        split = c.energy_consistent_highlights and c.highlight_prob > 0
+        if split:  # the scene without the gain and the gain's extra light, rendered side by side (blur is linear)
+            views = self._render(torch.cat([unboosted, linear - unboosted], dim=2), alpha, layer_coc, g)
+            (left, spread_left), (right, spread_right) = (v.split(3, dim=1) for v in views)
+        else:
+            left, right = self._render(linear, alpha, layer_coc, g)
         target = composite_sharp(linear, alpha)
+        coc = scene.composite_coc()
+        if "in_focus_highlights" in streams:  # on top of everything, CoC 0, after the highlight gain
+            hg = streams["in_focus_highlights"]
+            chosen = (_rand(hg, B) < c.in_focus_highlight_prob).to(device).view(B, 1, 1, 1)
+            premultiplied, cover = in_focus_highlight_layer(hg, B, H, W, gamma.view(B), device)
+            premultiplied, cover = premultiplied * chosen, cover * chosen
+            if grey is not None:
+                premultiplied = torch.where(
+                    grey, premultiplied.mean(dim=1, keepdim=True).expand(-1, 3, -1, -1), premultiplied
+                )
+            left, right, target = (premultiplied + (1 - cover) * x for x in (left, right, target))
+            if split:
+                spread_left, spread_right = (1 - cover) * spread_left, (1 - cover) * spread_right
+            coc = (1 - cover) * coc
+        if split:
+            k = _energy_matched_scale((left, right), (spread_left, spread_right), target, exposure)
+            left, right = left + k * spread_left, right + k * spread_right
 
         # Sensor: exposure, DP vignetting, noise on each view; the combined image is the photodiodes' mean.
         vignetting = uniform(g, *c.vignetting_range, B, device)
@@ -249,11 +337,20 @@ class DualPixelRenderer:
         }
         compressed = (_rand(g, B) < c.jpeg_prob).to(device)
         quality = uniform(g, *c.jpeg_quality_range, B, device)
+        if "phone_processing" in streams:  # the combined input only, before JPEG (as a phone pipeline does)
+            out["blurred"] = phone_processing(
+                out["blurred"],
+                streams["phone_processing"],
+                c.phone_processing_prob,
+                c.phone_sharpen_radius_range,
+                c.phone_sharpen_amount_range,
+                c.phone_denoise_strength_range,
+            )
         if bool(compressed.any()):
             mask = compressed.view(B, 1, 1, 1)
             for key in ("blurred", "left", "right"):
                 out[key] = torch.where(mask, jpeg_compress(out[key], quality), out[key])
-        out["coc"] = scene.composite_coc().clamp(-c.max_coc, c.max_coc)
+        out["coc"] = coc.clamp(-c.max_coc, c.max_coc)
         return {key: value.contiguous() for key, value in out.items()}
 
 
@@ -265,6 +362,16 @@ def render_dual_pixel_batch(
 ) -> dict:
     """One-shot :class:`DualPixelRenderer` call (the PSF bank is rebuilt; keep a renderer for repeated use)."""
     return DualPixelRenderer(config)(sharp, generator, pool)
+
+
+def engine_source(sources, config: DualPixelConfig | None = None) -> ImageSource:
+    """:func:`~defocusgan_hf.data.sources.build_source` of ``sources``, mixed with the CUHK in-focus crops when
+    ``config.cuhk_in_focus_root`` is set (weight ``config.cuhk_in_focus_weight``); otherwise the same source."""
+    source = build_source(sources)
+    if config is None or config.cuhk_in_focus_root is None:
+        return source
+    weight = config.cuhk_in_focus_weight
+    return MixedSource([source, CUHKInFocusSource(config.cuhk_in_focus_root)], [1 - weight, weight])
 
 
 def sample_generator(seed: int, index: int, epoch: int = 0) -> torch.Generator:
@@ -284,6 +391,7 @@ class SharpImageDataset(Dataset):
             ``"dead_leaves"``, ``"text"``), a folder path, or a list of these (mixed).
         resolution: crop side in pixels.
         length: number of samples per epoch (sources are unlimited).
+        config: only its sharp-source fields matter here (``cuhk_in_focus_root``: see :func:`engine_source`).
     """
 
     def __init__(
@@ -294,12 +402,13 @@ class SharpImageDataset(Dataset):
         seed: int = 0,
         color_jitter: float = 0.1,
         flip: bool = True,
+        config: DualPixelConfig | None = None,
     ):
         if resolution < 16:
             raise ValueError(f"`resolution` must be at least 16 pixels, got {resolution}.")
         if length < 1:
             raise ValueError(f"`length` must be positive, got {length}.")
-        self.source = build_source(sources)
+        self.source = engine_source(sources, config)
         self.resolution, self.length, self.seed = int(resolution), int(length), int(seed)
         self.color_jitter, self.flip, self.epoch = color_jitter, flip, 0
 
@@ -344,8 +453,8 @@ class SyntheticDualPixelDataset(SharpImageDataset):
         num_contents: int = 3,
         color_jitter: float = 0.1,
     ):
-        super().__init__(sources, resolution, length, seed, color_jitter)
         config = config or DualPixelConfig()
+        super().__init__(sources, resolution, length, seed, color_jitter, config=config)
         if max_coc is not None:
             config = config.replace(max_coc=max_coc)
         if not noise:
@@ -380,7 +489,9 @@ __all__ = [
     "DualPixelRenderer",
     "SharpImageDataset",
     "SyntheticDualPixelDataset",
+    "child_generator",
     "coc_statistics",
+    "engine_source",
     "render_dual_pixel_batch",
     "sample_generator",
 ]
