@@ -57,10 +57,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add = parser.add_argument
     add(
         "--dataset",
-        choices=["synthetic", "dpdd", "folder", "real"],
+        choices=["synthetic", "dpdd", "folder", "real", "battery"],
         default="synthetic",
         help="What to evaluate on; 'real': real captures (scene folders or photos with blur masks, "
-        "defocusgan_hf/evaluation/real_report.py).",
+        "defocusgan_hf/evaluation/real_report.py); 'battery': the do-no-harm battery of in-focus content "
+        "(defocusgan_hf/evaluation/battery.py; --root is not read).",
     )
     add(
         "--root",
@@ -125,6 +126,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     add("--tile_size", type=int, default=0, help="Tile side for the nets (0 = whole images, the paper's protocol).")
     add("--tile_overlap", type=int, default=64, help="Tile overlap in pixels.")
+    add("--battery_seed", type=int, default=0, help="--dataset battery: the seed of its procedural images.")
     add("--max_images", type=int, default=None, help="Evaluate only the first N images (quick checks).")
     add("--device", default="cpu", help="Torch device for the nets and LPIPS.")
     add("--num_threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice).")
@@ -149,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
-    if args.dataset == "real":
+    if args.dataset in ("real", "battery"):
         return _real_main(args, argv)
     try:
         check_outputs(args.output_dir, args.overwrite)
@@ -205,7 +207,13 @@ def _real_main(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
     }
     try:
-        written = run_real_evaluation(args, info)
+        if args.dataset == "battery":
+            from .battery import run_battery_evaluation
+
+            info["dataset"] = {"kind": "battery", "seed": args.battery_seed}
+            written = run_battery_evaluation(args, info)
+        else:
+            written = run_real_evaluation(args, info)
     except (ValueError, OSError) as error:
         print(f"defocusgan-eval: error: {error}", file=sys.stderr)
         return 2
