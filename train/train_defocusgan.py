@@ -39,7 +39,7 @@ from defocusgan_hf.models import (
     PatchDiscriminator,
     guidance_weight_at,
 )
-from defocusgan_hf.models.deblur_net import GENERATOR_PRESETS, to_luma_residual
+from defocusgan_hf.models.deblur_net import GENERATOR_PRESETS, grow_refinement, to_luma_residual
 from defocusgan_hf.perceptual.vgg import VGG19Features
 from defocusgan_hf.pipelines import DefocusDeblurPipeline
 from defocusgan_hf.pipelines.loading import load_blur_kernel, load_defocus_net
@@ -158,6 +158,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         "on an --init_from net). Default: the net's own setting.",
     )
     add(
+        "--grow_refinement",
+        type=int,
+        default=0,
+        help="Capacity by growth: add a zero-initialised full-resolution refinement level of this many channels to "
+        "the --init_from generator (grow_refinement; it starts as exactly that generator). 0: none.",
+    )
+    add(
         "--real_val_root",
         default=None,
         help="Folder of real scenes (blurred.png + sharp.png per scene, e.g. ../shared/real/dpdd_gif) validated beside "
@@ -193,7 +200,7 @@ def build_generator(args) -> DefocusDeblurNet:
             preserving = DefocusDeblurNet(**{**config, "residual_lowpass_sigma": args.residual_lowpass_sigma})
             preserving.load_state_dict(net.state_dict())
             net = preserving
-        return net
+        return grow_refinement(net, args.grow_refinement) if args.grow_refinement else net
     config = load_model_config(args.model_config)
     if args.residual_lowpass_sigma is not None:
         config["residual_lowpass_sigma"] = args.residual_lowpass_sigma

@@ -23,7 +23,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from .blocks import MultiBranchBlock, conv1x1, conv3x3, pad_to_multiple
+from .blocks import RCAB, MultiBranchBlock, conv1x1, conv3x3, pad_to_multiple
 
 # diffusers' pipeline loader looks `ModelMixin` up in the module that defines a component: keep it importable here.
 from .modeling_utils import ModelMixin, StrictConfigModel  # noqa: F401
@@ -95,6 +95,10 @@ class DefocusDeblurNet(StrictConfigModel):
             the residual's Gaussian low-pass of standard deviation ``s`` (:func:`gaussian_lowpass`), so the output
             keeps the input's local mean at scales above ``s``, as blur does (a PSF sums to 1): the net can
             sharpen but not darken or brighten regions. A post-processing of the output, no parameters.
+        refine_channels: capacity by growth. 0 (the default): none. ``C > 0`` adds a full-resolution refinement
+            level (image, the upsampled level-0 features and the coarse residual -> conv, RCAB, conv with ``C``
+            channels) whose residual is added to the net's; its last conv starts at zero, so a grown net computes
+            exactly what the net it grew from computed (:func:`grow_refinement`).
     """
 
     @register_to_config
@@ -111,6 +115,7 @@ class DefocusDeblurNet(StrictConfigModel):
         stem_stride: int = 2,
         output_residual: str = "rgb",
         residual_lowpass_sigma: float | None = None,
+        refine_channels: int = 0,
     ):
         super().__init__()
         level_channels, branch_depths = tuple(level_channels), tuple(branch_depths)
@@ -163,6 +168,18 @@ class DefocusDeblurNet(StrictConfigModel):
         self.tail = conv3x3(level_channels[0], out_channels * stem_stride**2)
         nn.init.zeros_(self.tail.weight)  # starts as the identity: restored == input
         nn.init.zeros_(self.tail.bias)
+        self.refine = None
+        if refine_channels < 0:
+            raise ValueError(f"`refine_channels` must be >= 0, got {refine_channels}.")
+        if refine_channels:
+            self.refine = nn.Sequential(
+                conv3x3(in_channels + level_channels[0] + out_channels, refine_channels),
+                nn.LeakyReLU(0.2, inplace=True),
+                RCAB(refine_channels),
+                conv3x3(refine_channels, out_channels),
+            )
+            nn.init.zeros_(self.refine[-1].weight)  # adds nothing at first: the grown net is the net it grew from
+            nn.init.zeros_(self.refine[-1].bias)
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> DefocusDeblurNet:
@@ -223,7 +240,11 @@ class DefocusDeblurNet(StrictConfigModel):
             factor = 2 ** (self.first_levels[index + 1] - self.first_levels[index])
             up = F.interpolate(fused, scale_factor=float(factor), mode="bilinear", align_corners=False)
             fused = outputs[index] + self.scale_ups[index](up)
-        residual = F.pixel_shuffle(self.tail(fused), stem)[..., :h, :w]  # (B, 3 or 1, H, W); luma broadcasts
+        residual = F.pixel_shuffle(self.tail(fused), stem)  # (B, 3 or 1, H, W); a luma residual broadcasts
+        if self.refine is not None:
+            upsampled = F.interpolate(fused, scale_factor=float(stem), mode="bilinear", align_corners=False)
+            residual = residual + self.refine(torch.cat([x, upsampled, residual], dim=1))
+        residual = residual[..., :h, :w]
         if self.config.residual_lowpass_sigma is not None:
             residual = residual - gaussian_lowpass(residual, self.config.residual_lowpass_sigma)
         restored = (image + residual).clamp(0.0, 1.0)
@@ -248,6 +269,19 @@ def gaussian_lowpass(x: torch.Tensor, sigma: float) -> torch.Tensor:
     out = F.conv2d(out, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
     out = F.pad(out, (0, 0, radius, radius), mode=mode)
     return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
+
+
+def grow_refinement(net: DefocusDeblurNet, channels: int) -> DefocusDeblurNet:
+    """A copy of ``net`` with a zero-initialised full-resolution refinement level of ``channels`` channels
+    (``refine_channels``): every other weight is ``net``'s, so its output is ``net``'s until it is trained."""
+    if net.config.refine_channels:
+        raise ValueError(f"This net already has a refinement level ({net.config.refine_channels} channels).")
+    config = {k: v for k, v in net.config.items() if not k.startswith("_")}
+    grown = DefocusDeblurNet(**{**config, "refine_channels": channels})
+    missing, unexpected = grown.load_state_dict(net.state_dict(), strict=False)
+    if unexpected or any(not key.startswith("refine.") for key in missing):
+        raise RuntimeError(f"Unexpected weights when growing: missing {missing}, unexpected {unexpected}.")
+    return grown.to(dtype=next(net.parameters()).dtype)
 
 
 def to_luma_residual(net: DefocusDeblurNet) -> DefocusDeblurNet:

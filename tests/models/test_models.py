@@ -230,3 +230,21 @@ def test_residual_lowpass_keeps_local_brightness():
     assert float((kept - image).abs().mean()) > 1e-3  # it still changes detail
     with pytest.raises(ValueError, match="residual_lowpass_sigma"):
         DefocusDeblurNet(**kwargs, residual_lowpass_sigma=0)
+
+
+def test_a_grown_net_starts_as_the_net_it_grew_from_and_learns_detail():
+    from defocusgan_hf.models.deblur_net import grow_refinement
+
+    torch.manual_seed(0)
+    net = DefocusDeblurNet(level_channels=(4, 4, 8, 8, 8), branch_depths=(0, 1, 1, 1), output_residual="luma")
+    torch.nn.init.normal_(net.tail.weight, std=0.01)
+    grown = grow_refinement(net, 6)
+    image = torch.rand(1, 3, 37, 50)
+    with torch.no_grad():
+        assert torch.equal(grown(image).sample, net(image).sample)  # bit-exact at initialisation
+    loss = (grown(image).sample - image.flip(-1)).abs().mean()
+    loss.backward()
+    assert grown.refine[-1].weight.grad.abs().sum() > 0  # the new level gets a gradient
+    assert grown.config.refine_channels == 6
+    with pytest.raises(ValueError, match="already"):
+        grow_refinement(grown, 4)
