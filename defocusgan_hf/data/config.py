@@ -12,10 +12,16 @@ from .psf_families import PSF_FAMILIES
 DATA_CONFIGS = ("eq3", "varied")
 """Names of the engines :meth:`DualPixelConfig.named` builds (the ``--data_config`` flags' choices)."""
 
+REAL_COC_SCALES: tuple[float, ...] = (3.23, 5.16, 3.26, 2.08, 1.61, 3.92, 3.02)
+"""95th-percentile |CoC| in px of the shipped stage-1 net's maps on the real DP views of DPDD GIF scenes 00-06 (the
+scenes kept for choosing; half DPDD's resolution), measured on 2026-12-06 with ``predict_defocus_map`` (symmetric,
+tiles of 512). The Pixel 4 scenes were measured too (10.9-12.9 px) but left out: the stage-1 net does not rank
+depth there yet (issue 26) and a phone's DP blur is smaller than that."""
+
 REAL_COC_HISTOGRAM: tuple[tuple[float, float], ...] | None = None
-"""``(radius_px, weight)`` bins of the CoC scale measured on real DP views (:func:`coc_histogram_from_values` of
-the stage-1 maps); ``None`` until someone supplies them, so ``with_change("real_coc_distribution")`` needs
-``coc_histogram=...``."""
+"""``(radius_px, weight)`` bins of the CoC scale of real captures, for ``with_change("real_coc_distribution")``:
+:data:`REAL_COC_SCALES` at the GIF frames' half resolution and doubled (DPDD's full resolution), binned by
+:func:`coc_histogram_from_values` (set below, once that function is defined)."""
 
 ENGINE_CHANGES: dict[str, dict] = {
     "in_focus_highlights": dict(in_focus_highlight_prob=0.3),
@@ -282,4 +288,14 @@ def coc_histogram_from_values(
     return tuple((round(float(c), 6), float(n) / v.size) for c, n in zip(centres, counts, strict=True))
 
 
-__all__ = ["DATA_CONFIGS", "ENGINE_CHANGES", "REAL_COC_HISTOGRAM", "DualPixelConfig", "coc_histogram_from_values"]
+REAL_COC_HISTOGRAM = coc_histogram_from_values([*REAL_COC_SCALES, *(2 * v for v in REAL_COC_SCALES)], num_bins=12)
+ENGINE_CHANGES["real_coc_distribution"] = dict(coc_histogram=REAL_COC_HISTOGRAM)
+
+__all__ = [
+    "DATA_CONFIGS",
+    "ENGINE_CHANGES",
+    "REAL_COC_HISTOGRAM",
+    "REAL_COC_SCALES",
+    "DualPixelConfig",
+    "coc_histogram_from_values",
+]

@@ -9,14 +9,27 @@ from pathlib import Path
 
 
 def add_synthetic_data_args(parser: argparse.ArgumentParser, default_config: str) -> None:
-    """``--data_config`` (``varied`` or ``eq3``) and ``--clean_data``, spelt the same by both stages."""
+    """``--data_config`` (``varied`` or ``eq3``, optionally ``+CHANGE...``) and ``--clean_data``, spelt the same by
+    both stages."""
+    from ..data.config import ENGINE_CHANGES
+
+    def data_config(value: str) -> str:
+        from ..data import DualPixelConfig
+
+        try:
+            DualPixelConfig.named(value)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        return value
+
     parser.add_argument(
         "--data_config",
         default=default_config,
-        choices=["varied", "eq3"],
+        type=data_config,
         help=f"Synthetic data (default here: {default_config}): 'varied' (ours: every PSF family, random DP masks and "
         "split offsets, highlights, grey and in-focus scenes; DualPixelConfig.varied) or 'eq3' (the first engine: "
-        "the paper's kernel only, which the models also assume).",
+        "the paper's kernel only, which the models also assume), optionally followed by engine changes joined with "
+        f"'+' (DualPixelConfig.named; e.g. varied+in_focus_highlights), from: {', '.join(ENGINE_CHANGES)}.",
     )
     parser.add_argument(
         "--clean_data",

@@ -84,9 +84,11 @@ def training_dataset(args: argparse.Namespace) -> Dataset:
             DPDDDataset(args.dpdd_root, split="train", crop_size=args.resolution, seed=args.seed), seed=args.seed
         )
     from ..data import SharpImageDataset
+    from .args import synthetic_config
 
     sources = ["skimage", "dead_leaves", "text"] + ([args.image_dir] if args.image_dir else [])
-    return SharpImageDataset(sources, resolution=args.resolution, length=2**40, seed=args.seed)
+    config = synthetic_config(args) if hasattr(args, "data_config") else None  # its sharp sources (CUHK in-focus)
+    return SharpImageDataset(sources, resolution=args.resolution, length=2**40, seed=args.seed, config=config)
 
 
 def step_loader(dataset: Dataset, args: argparse.Namespace, accelerator: Accelerator, start_step: int) -> DataLoader:

@@ -11,7 +11,7 @@ from PIL import Image
 import defocusgan_hf.data.sources as sources_module
 import defocusgan_hf.data.synthetic as synthetic
 from defocusgan_hf.data import DualPixelConfig, DualPixelRenderer, SyntheticDualPixelDataset, build_source
-from defocusgan_hf.data.config import ENGINE_CHANGES, coc_histogram_from_values
+from defocusgan_hf.data.config import ENGINE_CHANGES, REAL_COC_HISTOGRAM, coc_histogram_from_values
 from defocusgan_hf.data.diagnostics import brightness_bias
 from defocusgan_hf.data.scene import histogram_edges, sample_from_histogram, sample_scene
 from defocusgan_hf.data.sensor import bilateral_smear, phone_processing, unsharp_mask
@@ -84,8 +84,8 @@ def test_with_change_applies_a_named_change_on_top_of_varied():
     )
     with pytest.raises(ValueError, match="no_such_change"):
         DualPixelConfig.varied().with_change("no_such_change")
-    with pytest.raises(ValueError, match="coc_histogram"):
-        DualPixelConfig.varied().with_change("real_coc_distribution")  # no real histogram is built in yet
+    real = DualPixelConfig.varied().with_change("real_coc_distribution")  # the built-in real histogram
+    assert real.coc_histogram == REAL_COC_HISTOGRAM and abs(sum(w for _, w in real.coc_histogram) - 1) < 1e-9
     with pytest.raises(ValueError, match="grey_prob"):
         DualPixelConfig.varied().with_change("phone_processing", grey_prob=1.0)
     bins = ((2.0, 1.0), (6.0, 3.0))
