@@ -5,6 +5,7 @@ See ``docs/DATA.md`` for the conventions: images float32 in [0, 1]; ``coc`` a si
 """
 
 from .config import ENGINE_CHANGES, coc_histogram_from_values
+from .datasets import SharpImageDataset, SyntheticDualPixelDataset, coc_statistics, engine_source, sample_generator
 from .dpdd import DPDD_LAYOUT, DPDDDataset, DualPixelFolderDataset, PairedFolderDataset
 from .procedural import DeadLeavesSource, TextSource
 from .psf import DualPixelPSFBank, aperture_masks, dual_pixel_psf, dual_pixel_view_kernels
@@ -22,16 +23,7 @@ from .sources import (
     augment,
     build_source,
 )
-from .synthetic import (
-    DualPixelConfig,
-    DualPixelRenderer,
-    SharpImageDataset,
-    SyntheticDualPixelDataset,
-    coc_statistics,
-    engine_source,
-    render_dual_pixel_batch,
-    sample_generator,
-)
+from .synthetic import DualPixelConfig, DualPixelRenderer, render_dual_pixel_batch
 
 __all__ = [
     "DPDD_LAYOUT",

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from .config import DATA_CONFIGS, DualPixelConfig
+from .datasets import SyntheticDualPixelDataset
 from .sources import DEFAULT_TRAIN_SOURCES
-from .synthetic import SyntheticDualPixelDataset
 
 LINEAR = dict(gamma_range=(1.0, 1.0), tone_curve_range=(0.0, 0.0), noise_prob=0.0, jpeg_prob=0.0)
 """Changes that make :func:`brightness_bias` measure in linear light (the optics and clipping alone)."""
@@ -32,7 +32,7 @@ def brightness_bias(
     sources: Sequence | str = DEFAULT_TRAIN_SOURCES,
 ) -> dict:
     """Mean of ``blurred - sharp`` in 8-bit levels (images in [0, 1] times 255) over ``n`` samples of ``size``²
-    from :class:`~defocusgan_hf.data.synthetic.SyntheticDualPixelDataset` (deterministic per ``seed``).
+    from :class:`~defocusgan_hf.data.datasets.SyntheticDualPixelDataset` (deterministic per ``seed``).
 
     Returns ``overall`` (all samples); ``highlights``, the samples whose above-white highlight gain changed the
     input or the target, and ``no_highlights``, the others, with their count; and ``highlight_effect``: on the

@@ -17,7 +17,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..image_io import IMAGE_SUFFIXES, load_image
-from .synthetic import sample_generator
+from .datasets import sample_generator
 
 DPDD_FOLDER = "dd_dp_dataset_canon"
 DPDD_SPLITS = ("train", "val", "test")

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from .synthetic import DualPixelConfig, SyntheticDualPixelDataset
+from .config import DualPixelConfig
+from .datasets import SyntheticDualPixelDataset
 
 COLUMNS = (("sharp", "sharp (target)"), ("blurred", "blurred = (L + R) / 2"), ("left", "left view"),
            ("right", "right view"))  # fmt: skip

@@ -32,9 +32,9 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..image_io import load_image, save_image
-from .config import DATA_CONFIGS
+from .config import DATA_CONFIGS, DualPixelConfig
+from .datasets import SyntheticDualPixelDataset
 from .sources import VALIDATION_SOURCES
-from .synthetic import DualPixelConfig, SyntheticDualPixelDataset
 
 IMAGE_KEYS = ("sharp", "blurred", "left", "right")
 MANIFEST = "manifest.json"

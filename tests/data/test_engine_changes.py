@@ -12,11 +12,11 @@ import defocusgan_hf.data.sources as sources_module
 import defocusgan_hf.data.synthetic as synthetic
 from defocusgan_hf.data import DualPixelConfig, DualPixelRenderer, SyntheticDualPixelDataset, build_source
 from defocusgan_hf.data.config import ENGINE_CHANGES, REAL_COC_HISTOGRAM, coc_histogram_from_values
+from defocusgan_hf.data.datasets import engine_source
 from defocusgan_hf.data.diagnostics import brightness_bias
 from defocusgan_hf.data.scene import histogram_edges, sample_from_histogram, sample_scene
 from defocusgan_hf.data.sensor import bilateral_smear, phone_processing, unsharp_mask
 from defocusgan_hf.data.sources import CUHK_TEST_PHOTOS, CUHKInFocusSource
-from defocusgan_hf.data.synthetic import engine_source
 
 
 def _sharp(batch=2, size=32, seed=0):
