@@ -2,15 +2,22 @@
 
 Two folder layouts (those of ``shared/real/``; any folder laid out the same way works):
 
-- **scenes** (``dpdd_gif/``): one sub-folder per scene with ``blurred.png`` (the single-image input) and
-  ``sharp.png`` (all-in-focus ground truth); optional ``dp_a.png`` / ``dp_b.png`` (the DP views, order unknown)
-  and any other ``*.png`` (a reference method's output, e.g. ``dpdnet.png``, reported as its own row).
+- **scenes**: one sub-folder per scene with ``blurred.png`` (the single-image input) and ``sharp.png``
+  (all-in-focus ground truth); optional ``dp_a.png`` / ``dp_b.png`` (the DP views), optional ``defocus_map.png``
+  (a relative defocus map, kept on the scene, never scored as an output) and any other ``*.png`` (a reference
+  method's output, e.g. ``dpdnet.png``, reported as its own row). Two formats of it (:func:`detect_scene_format`):
+  ``"pixel4"`` (``pixel4/``: every folder has the five files, stored as 16-bit grey, and ``dp_a`` is the left
+  view) and ``"scenes"`` (anything else, e.g. ``dpdd_gif/``: 8-bit RGB, DP view order unknown).
 - **masked photos** (``cuhk/``): ``images/NAME.jpg|png`` and ``blur_masks/NAME.png`` (white = out of focus,
   black = in focus); no ground truth.
 
 Measurements (images in [0, 1], 8-bit files; PSNR from ``skimage.metrics`` with ``data_range=1``):
 
 - ``psnr`` / ``ssim`` against the ground truth, and the count of images whose output is worse than the input;
+  with a shift tolerance of ``s`` px (:func:`shift_tolerant_psnr`, for ground truth registered only to about a
+  pixel) PSNR is the best over the integer shifts within ±s px, a border of max(8, s) px cut, and SSIM and the
+  colour-matched PSNR are taken at that shift; the input is scored the same way;
+- **brightness shift**: mean(output - input) over all pixels and channels, in 8-bit levels (0..255);
 - **sharp-in fidelity**: each ground-truth ``sharp.png`` fed in as input, PSNR(output, input): a model that
   leaves a sharp photo alone scores high;
 - **in-focus fidelity**: PSNR(output, input) over the mask's in-focus pixels, the mask eroded by ``erosion`` px
@@ -22,28 +29,41 @@ Measurements (images in [0, 1], 8-bit files; PSNR from ``skimage.metrics`` with 
 - **colour fidelity**: each input made grey (R = G = B, the channels' mean) and fed in; the output's channel
   spread ``max_c - min_c`` in 8-bit levels, its maximum and mean over the pixels.
 
-``contact_sheet`` draws input | output | ground truth per image, full frame and a zoomed crop where the output
-changes the input most.
+``contact_sheet`` draws input | output(s) | ground truth per image, full frame and a zoomed crop, the same crop
+in every column (:func:`shared_crop`: where the outputs change the input most, on average).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 from scipy import ndimage
 
 from ..image_io import load_image
-from .metrics import psnr, ssim
+from .metrics import psnr
+from .real_scoring import (
+    DEFAULT_BORDER,
+    TargetScore,
+    brightness_shift,
+    channel_spread,
+    masked_psnr,
+    score_against_target,
+    to_grey,
+)
 
 SCENE_INPUT, SCENE_TARGET = "blurred.png", "sharp.png"
 DP_VIEW_FILES = ("dp_a.png", "dp_b.png")
+DEFOCUS_MAP_FILE = "defocus_map.png"
+"""A scene's relative defocus map (8-bit, normalised per scene): data for a stage-1 check, not a method's output."""
+PIXEL4_FILES = (SCENE_INPUT, SCENE_TARGET, *DP_VIEW_FILES, DEFOCUS_MAP_FILE)
+NOT_REFERENCES = frozenset(PIXEL4_FILES)
+"""Files of a scene folder that are never read as a reference method's output."""
 DEFAULT_EROSION = 15
 """Pixels by which the in-focus part of a blur mask is eroded before in-focus fidelity is measured."""
 
@@ -59,7 +79,9 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
 @dataclass
 class RealScene:
     """One real capture. ``target`` is ``None`` for photos without ground truth; ``in_focus`` ``(H, W)`` bool
-    marks the pixels known to be in focus (eroded mask), ``None`` when there is no mask."""
+    marks the pixels known to be in focus (eroded mask), ``None`` when there is no mask. ``dp_views`` are
+    ``(dp_a, dp_b)``, ``dp_a_is_left`` ``True`` when ``dp_a`` is known to be the left view (``None``: unknown);
+    ``defocus_map`` ``(H, W)`` float in [0, 1] is the folder's relative defocus map (``None`` when it has none)."""
 
     name: str
     image: np.ndarray
@@ -68,11 +90,25 @@ class RealScene:
     references: dict[str, np.ndarray] = field(default_factory=dict)
     dp_views: tuple[np.ndarray, np.ndarray] | None = None
     notes: list[str] = field(default_factory=list)
+    defocus_map: np.ndarray | None = None
+    dp_a_is_left: bool | None = None
+    _input_scores: dict = field(default_factory=dict, repr=False, compare=False)
 
-    @functools.cached_property
+    def input_score(self, max_shift: int = 0, border: int = DEFAULT_BORDER) -> TargetScore | None:
+        """The input scored against the ground truth (:func:`score_against_target`, no SSIM), computed once per
+        tolerance for every method's row; ``None`` without ground truth."""
+        if self.target is None:
+            return None
+        key = (int(max_shift), int(border))
+        if key not in self._input_scores:
+            self._input_scores[key] = score_against_target(self.image, self.target, max_shift, border, with_ssim=False)
+        return self._input_scores[key]
+
+    @property
     def matched_input_psnr(self) -> float | None:
-        """PSNR of the colour-matched input (:func:`colour_matched`), computed once for every method's row."""
-        return None if self.target is None else matched_psnr(self.image, self.target)
+        """PSNR of the colour-matched input (:func:`colour_matched`), whole frame, no shift."""
+        score = self.input_score(0)
+        return None if score is None else score.psnr_matched
 
 
 def detect_layout(root: str | os.PathLike) -> str:
@@ -87,6 +123,34 @@ def detect_layout(root: str | os.PathLike) -> str:
     raise ValueError(
         f"{root} holds neither scene folders with {SCENE_INPUT} and {SCENE_TARGET} nor images/ + blur_masks/."
     )
+
+
+def _is_16bit_grey(path: Path) -> bool:
+    """Whether a PNG is stored as one 16-bit channel (read from the header only)."""
+    with Image.open(path) as image:
+        return image.mode in ("I;16", "I;16B", "I;16L", "I")
+
+
+def detect_scene_format(root: str | os.PathLike) -> str:
+    """``"pixel4"`` when every scene folder under ``root`` holds all of :data:`PIXEL4_FILES` and its
+    ``blurred.png`` and ``sharp.png`` are 16-bit grey (the Pixel 4 DP scenes of Xin et al.: ``dp_a`` is the left
+    view); ``"scenes"`` for any other scene folders (e.g. the 8-bit RGB DPDD GIF frames, view order unknown)."""
+    root = Path(root)
+    folders = [
+        sub for sub in sorted(root.iterdir()) if (sub / SCENE_INPUT).is_file() and (sub / SCENE_TARGET).is_file()
+    ]
+    pixel4 = bool(folders) and all(
+        all((sub / name).is_file() for name in PIXEL4_FILES)
+        and _is_16bit_grey(sub / SCENE_INPUT)
+        and _is_16bit_grey(sub / SCENE_TARGET)
+        for sub in folders
+    )
+    return "pixel4" if pixel4 else "scenes"
+
+
+def read_defocus_map(path: str | os.PathLike) -> np.ndarray:
+    """``(H, W)`` float32 in [0, 1]: a stored defocus map (8 or 16 bit grey), relative (no units)."""
+    return load_image(path).array[..., 0]
 
 
 def eroded_in_focus(mask: np.ndarray, erosion: int = DEFAULT_EROSION) -> np.ndarray:
@@ -113,9 +177,15 @@ def load_scenes(
     root: str | os.PathLike,
     names: Sequence[str] | None = None,
     with_dp_views: bool = False,
+    dp_a_is_left: bool | None = None,
 ) -> list[RealScene]:
-    """Scene folders under ``root`` sorted by name (or only ``names``); other PNGs become reference rows."""
+    """Scene folders under ``root`` sorted by name (or only ``names``), images ``(H, W, 3)`` float32 in [0, 1]
+    (grey copied to RGB). ``defocus_map.png`` becomes :attr:`RealScene.defocus_map`; other PNGs besides the input,
+    the ground truth and the DP views become reference rows. ``dp_a_is_left``: the DP view order, ``None`` to take it
+    from :func:`detect_scene_format` (known, ``True``, for ``"pixel4"``; unknown otherwise)."""
     root = Path(root)
+    if dp_a_is_left is None and detect_scene_format(root) == "pixel4":
+        dp_a_is_left = True
     folders = sorted(sub for sub in root.iterdir() if (sub / SCENE_INPUT).is_file() and (sub / SCENE_TARGET).is_file())
     if names is not None:
         wanted = set(names)
@@ -128,16 +198,22 @@ def load_scenes(
         image, target = read_rgb(folder / SCENE_INPUT), read_rgb(folder / SCENE_TARGET)
         if image.shape != target.shape:
             raise ValueError(f"{folder}: {SCENE_INPUT} {image.shape} and {SCENE_TARGET} {target.shape} differ in size.")
-        skip = {SCENE_INPUT, SCENE_TARGET, *DP_VIEW_FILES}
         references = {
             p.stem: read_rgb(p)
             for p in sorted(folder.glob("*.png"))
-            if p.name not in skip and read_rgb(p).shape == image.shape
+            if p.name not in NOT_REFERENCES and read_rgb(p).shape == image.shape
         }
         views = None
         if with_dp_views and all((folder / v).is_file() for v in DP_VIEW_FILES):
             views = tuple(read_rgb(folder / v) for v in DP_VIEW_FILES)
-        scenes.append(RealScene(folder.name, image, target, references=references, dp_views=views))
+        defocus_map = None
+        if (folder / DEFOCUS_MAP_FILE).is_file():
+            defocus_map = read_defocus_map(folder / DEFOCUS_MAP_FILE)
+            if defocus_map.shape != image.shape[:2]:
+                raise ValueError(f"{folder}: {DEFOCUS_MAP_FILE} {defocus_map.shape} does not match {image.shape[:2]}.")
+        scene = RealScene(folder.name, image, target, references=references, dp_views=views, defocus_map=defocus_map)
+        scene.dp_a_is_left = dp_a_is_left
+        scenes.append(scene)
     if not scenes:
         raise ValueError(f"{root} holds no scene folders with {SCENE_INPUT} and {SCENE_TARGET}.")
     return scenes
@@ -176,40 +252,6 @@ def load_real_set(root: str | os.PathLike, max_images: int | None = None, **kwar
     return load_scenes(root, **kwargs)[:max_images]
 
 
-def to_grey(image: np.ndarray) -> np.ndarray:
-    """R = G = B = the channels' mean."""
-    return np.repeat(image.mean(axis=-1, keepdims=True), 3, axis=-1).astype(np.float32)
-
-
-def masked_psnr(output: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> float | None:
-    """PSNR over the pixels where ``mask`` is true (all channels); ``None`` if the mask is empty."""
-    if not mask.any():
-        return None
-    return psnr(output[mask], reference[mask])
-
-
-def colour_matched(image: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """``image`` ``(H, W, 3)`` mapped channel by channel by the affine ``a * x + b`` closest to ``target`` in least
-    squares, clipped to [0, 1]: what is left of the difference is not exposure or colour balance."""
-    out = np.empty(image.shape, np.float64)
-    for c in range(image.shape[-1]):
-        x, y = image[..., c].astype(np.float64).ravel(), target[..., c].astype(np.float64).ravel()
-        design = np.stack([x, np.ones_like(x)], axis=1)
-        (a, b), *_ = np.linalg.lstsq(design, y, rcond=None)
-        out[..., c] = (a * x + b).reshape(image.shape[:-1])
-    return np.clip(out, 0.0, 1.0).astype(image.dtype)
-
-
-def matched_psnr(image: np.ndarray, target: np.ndarray) -> float:
-    return psnr(colour_matched(image, target), target)
-
-
-def channel_spread(image: np.ndarray) -> tuple[float, float]:
-    """(max, mean) over pixels of ``max_c - min_c``, in 8-bit levels (0..255)."""
-    spread = (image.max(axis=-1) - image.min(axis=-1)) * 255.0
-    return float(spread.max()), float(spread.mean())
-
-
 @dataclass
 class RealRow:
     """Per-image figures of one method on one real set (``None`` where a figure does not apply)."""
@@ -224,6 +266,18 @@ class RealRow:
     grey_spread_mean: float | None = None
     psnr_matched: float | None = None
     psnr_matched_input: float | None = None
+    brightness_shift: float | None = None
+    shift_y: int | None = None
+    shift_x: int | None = None
+    shift_y_input: int | None = None
+    shift_x_input: int | None = None
+
+    def set_target_scores(self, output: TargetScore, image: TargetScore) -> None:
+        """Fill the ground-truth figures from the output's and the input's :class:`TargetScore`."""
+        self.psnr, self.psnr_input = output.psnr, image.psnr
+        self.psnr_matched, self.psnr_matched_input = output.psnr_matched, image.psnr_matched
+        self.ssim = output.ssim
+        (self.shift_y, self.shift_x), (self.shift_y_input, self.shift_x_input) = output.shift, image.shift
 
     @property
     def gain(self) -> float | None:
@@ -245,11 +299,15 @@ def _min(values: list) -> float | None:
     return float(np.min(values)) if values else None
 
 
-def summarise(rows: Sequence[RealRow], worse_margin: float = 0.0) -> dict[str, float | int | None]:
+def summarise(rows: Sequence[RealRow], worse_margin: float = 0.0) -> dict[str, float | int | str | None]:
     """Means and extremes over the images: ``psnr``, ``gain``, ``worse`` (images whose PSNR is more than
     ``worse_margin`` dB below the input's), ``worst_gain``, ``sharp_in`` mean / min, ``in_focus`` mean / min,
-    ``grey_spread_max`` (max over images) and ``grey_spread_mean``."""
+    ``grey_spread_max`` (max over images), ``grey_spread_mean``, and the brightness shift (8-bit levels):
+    ``brightness_shift`` (mean), ``brightness_shift_worst`` (the largest in magnitude, signed) and
+    ``brightness_shift_worst_image`` (its image's name)."""
     gains = [r.gain for r in rows if r.gain is not None]
+    shifted = [r for r in rows if r.brightness_shift is not None]
+    worst = max(shifted, key=lambda r: abs(r.brightness_shift), default=None)
     return {
         "images": len(rows),
         "psnr_input": _mean([r.psnr_input for r in rows]),
@@ -265,6 +323,9 @@ def summarise(rows: Sequence[RealRow], worse_margin: float = 0.0) -> dict[str, f
         "in_focus_min": _min([r.in_focus_psnr for r in rows]),
         "grey_spread_max": max((r.grey_spread_max for r in rows if r.grey_spread_max is not None), default=None),
         "grey_spread_mean": _mean([r.grey_spread_mean for r in rows]),
+        "brightness_shift": _mean([r.brightness_shift for r in shifted]),
+        "brightness_shift_worst": None if worst is None else worst.brightness_shift,
+        "brightness_shift_worst_image": None if worst is None else worst.name,
     }
 
 
@@ -275,21 +336,26 @@ def evaluate_real(
     grey: bool = True,
     keep_outputs: bool = False,
     progress: Callable | None = None,
+    shift_tolerance: int = 0,
+    border: int = DEFAULT_BORDER,
 ) -> tuple[list[RealRow], list[np.ndarray]]:
     """Run ``restore`` on every scene (and on its ground truth and its grey version when asked).
 
-    Returns the per-image rows and, with ``keep_outputs``, the restored images (for contact sheets)."""
+    ``shift_tolerance`` px (and ``border``): how the output and the input are scored against the ground truth
+    (:func:`score_against_target`; 0: whole frames, no shift). Returns the per-image rows and, with
+    ``keep_outputs``, the restored images (for contact sheets)."""
     rows, outputs = [], []
     iterator = progress(scenes) if progress is not None else scenes
     for scene in iterator:
         out = np.clip(restore(scene.image), 0.0, 1.0)
         if out.shape != scene.image.shape:
             raise ValueError(f"{scene.name}: the method returned {out.shape} for an input of {scene.image.shape}.")
-        row = RealRow(scene.name)
+        row = RealRow(scene.name, brightness_shift=brightness_shift(out, scene.image))
         if scene.target is not None:
-            row.psnr, row.psnr_input = psnr(out, scene.target), psnr(scene.image, scene.target)
-            row.ssim = ssim(out, scene.target)
-            row.psnr_matched, row.psnr_matched_input = matched_psnr(out, scene.target), scene.matched_input_psnr
+            row.set_target_scores(
+                score_against_target(out, scene.target, shift_tolerance, border),
+                scene.input_score(shift_tolerance, border),
+            )
             if sharp_in:
                 row.sharp_in_psnr = psnr(np.clip(restore(scene.target), 0, 1), scene.target)
         if scene.in_focus is not None:
@@ -302,14 +368,19 @@ def evaluate_real(
     return rows, outputs
 
 
-def reference_rows(scenes: Sequence[RealScene]) -> dict[str, list[RealRow]]:
-    """Rows of the reference outputs stored with the scenes (e.g. ``dpdnet``), by reference name."""
+def reference_rows(
+    scenes: Sequence[RealScene], shift_tolerance: int = 0, border: int = DEFAULT_BORDER
+) -> dict[str, list[RealRow]]:
+    """Rows of the reference outputs stored with the scenes (e.g. ``dpdnet``), by reference name, scored as
+    :func:`evaluate_real` scores a method's output."""
     out: dict[str, list[RealRow]] = {}
     for scene in scenes:
         for key, image in scene.references.items():
-            row = RealRow(scene.name, psnr(image, scene.target), psnr(scene.image, scene.target))
-            row.ssim = ssim(image, scene.target)
-            row.psnr_matched, row.psnr_matched_input = matched_psnr(image, scene.target), scene.matched_input_psnr
+            row = RealRow(scene.name, brightness_shift=brightness_shift(image, scene.image))
+            row.set_target_scores(
+                score_against_target(image, scene.target, shift_tolerance, border),
+                scene.input_score(shift_tolerance, border),
+            )
             out.setdefault(key, []).append(row)
     return out
 
@@ -334,87 +405,10 @@ def rows_as_dicts(rows: Sequence[RealRow]) -> list[dict]:
     return [{**dataclasses.asdict(r), "gain": r.gain, "matched_gain": r.matched_gain} for r in rows]
 
 
-def most_changed_crop(before: np.ndarray, after: np.ndarray, size: int) -> tuple[int, int, int]:
-    """``(top, left, side)`` of the square where ``after`` differs most from ``before`` (box-filtered |diff|)."""
-    h, w = before.shape[:2]
-    side = int(min(size, h, w))
-    diff = np.abs(after - before).mean(axis=-1)
-    energy = ndimage.uniform_filter(diff, size=side, mode="constant")
-    half = side // 2
-    valid = energy[half : h - side + half + 1, half : w - side + half + 1]
-    top, left = np.unravel_index(int(np.argmax(valid)), valid.shape)
-    return int(top), int(left), side
-
-
-def _to_pil(image: np.ndarray) -> Image.Image:
-    return Image.fromarray((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8))
-
-
-def contact_sheet(
-    scenes: Sequence[RealScene],
-    outputs: Sequence[np.ndarray],
-    path: str | os.PathLike,
-    thumb_width: int = 320,
-    crop_size: int = 128,
-    label: str = "output",
-) -> Path:
-    """Write a PNG with a row per image: input | output | ground truth (when there is one), each as a full frame
-    ``thumb_width`` px wide and a crop of ``crop_size`` px (where the output changes most) zoomed to the same
-    height. Returns the path."""
-    if len(scenes) != len(outputs) or not scenes:
-        raise ValueError("`contact_sheet` needs one output per scene, and at least one scene.")
-    columns = ["input", label] + (["ground truth"] if any(s.target is not None for s in scenes) else [])
-    rows = []
-    for scene, out in zip(scenes, outputs):
-        top, left, side = most_changed_crop(scene.image, out, crop_size)
-        panels = [scene.image, out] + ([scene.target] if len(columns) == 3 else [])
-        tiles = []
-        for panel in panels:
-            if panel is None:
-                panel = np.zeros_like(scene.image)
-            full = _to_pil(panel)
-            full = full.resize((thumb_width, max(1, round(full.height * thumb_width / full.width))), Image.BILINEAR)
-            crop = _to_pil(panel[top : top + side, left : left + side]).resize(
-                (full.height, full.height), Image.NEAREST
-            )
-            draw = ImageDraw.Draw(full)
-            scale = thumb_width / scene.image.shape[1]
-            draw.rectangle(
-                [left * scale, top * scale, (left + side) * scale, (top + side) * scale], outline=(255, 64, 64)
-            )
-            tile = Image.new("RGB", (full.width + crop.width, full.height))
-            tile.paste(full, (0, 0))
-            tile.paste(crop, (full.width, 0))
-            tiles.append(tile)
-        row = Image.new("RGB", (sum(t.width for t in tiles) + 4 * len(tiles), tiles[0].height + 16), "white")
-        ImageDraw.Draw(row).text((2, 2), scene.name, fill=(0, 0, 0))
-        x = 0
-        for tile in tiles:
-            row.paste(tile, (x, 16))
-            x += tile.width + 4
-        rows.append(row)
-    width = max(r.width for r in rows)
-    sheet = Image.new("RGB", (width, 18 + sum(r.height + 4 for r in rows)), "white")
-    draw = ImageDraw.Draw(sheet)
-    step = rows[0].width // len(columns)
-    for i, name in enumerate(columns):
-        draw.text((i * step + 4, 2), f"{name} (full frame | zoomed crop)", fill=(0, 0, 0))
-    y = 18
-    for row in rows:
-        sheet.paste(row, (0, y))
-        y += row.height + 4
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path)
-    return path
-
-
 __all__ = [
     "DEFAULT_EROSION",
     "RealRow",
     "RealScene",
-    "channel_spread",
-    "contact_sheet",
     "detect_layout",
     "eroded_in_focus",
     "evaluate_real",
@@ -422,11 +416,8 @@ __all__ = [
     "load_real_set",
     "load_scenes",
     "mask_detail_ratio",
-    "masked_psnr",
-    "most_changed_crop",
     "reference_rows",
     "rows_as_dicts",
     "summarise",
-    "to_grey",
     "training_validation",
 ]

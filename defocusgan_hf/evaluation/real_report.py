@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from .contact_sheets import contact_sheet
 from .methods import load_deblur_pipeline
 from .real_captures import (
     RealScene,
-    contact_sheet,
     detect_layout,
     evaluate_real,
     load_masked_photos,
@@ -39,9 +39,21 @@ from .real_dual_pixel import evaluate_dual_pixel_scene, summarise_dual_pixel, wr
 REAL_OUTPUT_FILES = ("results.md", "results.json", "per_image.csv", "contact_sheet.png")
 # with --dual_pixel, also dual_pixel_<scene>.png per scene (replaced like the others only with --overwrite)
 PROTOCOL = (
-    "8-bit files read as float in [0, 1]; PSNR = skimage peak_signal_noise_ratio(data_range=1) per image, averaged; "
-    "SSIM = skimage structural_similarity(data_range=1, channel_axis=2); whole frames, no border crop"
+    "8- or 16-bit files read as float in [0, 1] (grey copied to RGB); PSNR = skimage "
+    "peak_signal_noise_ratio(data_range=1) per image, averaged; SSIM = skimage structural_similarity(data_range=1, "
+    "channel_axis=2)"
 )
+
+
+def protocol(shift_tolerance: int) -> str:
+    """:data:`PROTOCOL` and how frames are aligned: whole frames, or the best integer shift within ±s px."""
+    if not shift_tolerance:
+        return PROTOCOL + "; whole frames, no border crop"
+    return (
+        PROTOCOL + f"; shift-tolerant: the best integer shift of the output (and, alike, of the input) within "
+        f"±{shift_tolerance} px, a border of max(8, {shift_tolerance}) px cut, SSIM and the colour-matched PSNR at "
+        "that shift"
+    )
 
 
 def add_real_args(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +65,13 @@ def add_real_args(parser: argparse.ArgumentParser) -> None:
         default=[],
         help='Real scenes: an extra block over some scenes, "NAME=00,01,..." (repeatable), e.g. the scenes that '
         "no checkpoint was chosen on.",
+    )
+    add(
+        "--shift_tolerance",
+        type=int,
+        default=0,
+        help="Real scenes: score PSNR at the best integer shift within ±PX px (border max(8, PX) cut), for ground "
+        "truth registered to about a pixel (the Pixel 4 scenes: 2). 0: whole frames.",
     )
     add("--extra_models", default=None, help="Real data: more rows, LABEL=PATH,LABEL=PATH (pipeline folders).")
     add("--contact_sheet_images", type=int, default=8, help="Real data: images on the contact sheet (0: none).")
@@ -100,7 +119,16 @@ def _fmt(value, digits: int = 2) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def format_real_table(summaries: dict[str, dict[str, dict]], layout: str, root: str, erosion: int) -> str:
+def _brightness(summary: dict) -> str:
+    if summary.get("brightness_shift") is None:
+        return "–"
+    worst = summary["brightness_shift_worst"]
+    return f"{summary['brightness_shift']:+.2f} / {worst:+.2f} ({summary['brightness_shift_worst_image']})"
+
+
+def format_real_table(
+    summaries: dict[str, dict[str, dict]], layout: str, root: str, erosion: int, shift_tolerance: int = 0
+) -> str:
     """Markdown: one block per subset; a row per method."""
     lines = []
     for subset, by_method in summaries.items():
@@ -108,38 +136,40 @@ def format_real_table(summaries: dict[str, dict[str, dict]], layout: str, root: 
             lines += [
                 f"### Real scenes `{root}`: {subset}",
                 "",
-                f"Protocol: {PROTOCOL}. Sharp-in: each ground truth fed in, PSNR(output, input). Grey: each input "
-                "made grey (channel mean), the output's channel spread max_c − min_c in 8-bit levels.",
+                f"Protocol: {protocol(shift_tolerance)}. Sharp-in: each ground truth fed in, PSNR(output, input). "
+                "Grey: each input made grey (channel mean), the output's channel spread max_c − min_c in 8-bit levels.",
                 "",
                 "Gain after colour match: output and input each matched to the ground truth by a per-channel "
                 "affine map first (the sharp and blurred frames differ in exposure and colour too): the sharpening "
-                "alone.",
+                "alone. Brightness: mean(output − input) in 8-bit levels, mean over the images / the worst.",
                 "",
                 "| Method | Images | PSNR ↑ | SSIM ↑ | Gain over input (dB) | Worse than input | Worst gain | "
-                "Gain after colour match (dB) | Sharp-in mean / min (dB) ↑ | Grey spread max / mean ↓ |",
-                "|---|---|---|---|---|---|---|---|---|---|",
+                "Gain after colour match (dB) | Sharp-in mean / min (dB) ↑ | Grey spread max / mean ↓ | "
+                "Brightness mean / worst |",
+                "|---|---|---|---|---|---|---|---|---|---|---|",
             ]
             for label, s in by_method.items():
                 lines.append(
                     f"| {label} | {s['images']} | {_fmt(s['psnr'])} | {_fmt(s['ssim'], 3)} | {_fmt(s['gain'])} | "
                     f"{_fmt(s['worse'])} | {_fmt(s['worst_gain'])} | {_fmt(s.get('matched_gain'))} | "
                     f"{_fmt(s['sharp_in'])} / {_fmt(s['sharp_in_min'])} | "
-                    f"{_fmt(s['grey_spread_max'], 1)} / {_fmt(s['grey_spread_mean'], 2)} |"
+                    f"{_fmt(s['grey_spread_max'], 1)} / {_fmt(s['grey_spread_mean'], 2)} | {_brightness(s)} |"
                 )
         else:
             lines += [
                 f"### Real photos with blur masks `{root}`: {subset}",
                 "",
                 f"In-focus fidelity: PSNR(output, input) over the mask's in-focus pixels, mask eroded by {erosion} px "
-                "(no ground truth exists). Grey: as for scenes.",
+                "(no ground truth exists). Grey and brightness: as for scenes.",
                 "",
-                "| Method | Images | In-focus PSNR mean / min (dB) ↑ | Grey spread max / mean ↓ |",
-                "|---|---|---|---|",
+                "| Method | Images | In-focus PSNR mean / min (dB) ↑ | Grey spread max / mean ↓ | "
+                "Brightness mean / worst |",
+                "|---|---|---|---|---|",
             ]
             for label, s in by_method.items():
                 lines.append(
                     f"| {label} | {s['images']} | {_fmt(s['in_focus'])} / {_fmt(s['in_focus_min'])} | "
-                    f"{_fmt(s['grey_spread_max'], 1)} / {_fmt(s['grey_spread_mean'], 2)} |"
+                    f"{_fmt(s['grey_spread_max'], 1)} / {_fmt(s['grey_spread_mean'], 2)} | {_brightness(s)} |"
                 )
         lines.append("")
     return "\n".join(lines)
@@ -183,26 +213,32 @@ def run_real_evaluation(args: argparse.Namespace, info: dict) -> list[Path]:
                 raise ValueError(f"--extra_models must be LABEL=PATH pairs, got {pair!r}.")
             models[label.strip()] = (path.strip(), False)
 
-    rows_by_method = {"input": evaluate_real(_identity, scenes, sharp_in=False, grey=False)[0]}
-    first_outputs = None
+    shift = args.shift_tolerance
+    if shift < 0:
+        raise ValueError(f"--shift_tolerance must be >= 0 px, got {shift}.")
+    rows_by_method = {"input": evaluate_real(_identity, scenes, sharp_in=False, grey=False, shift_tolerance=shift)[0]}
+    count = min(args.contact_sheet_images, len(scenes))
+    sheet_outputs = {}  # the first `count` outputs of every model, for one contact sheet with shared crops
     pipelines = {}  # one load per model folder (the self-ensemble row and --dual_pixel reuse it)
     for label, (source, ensemble) in models.items():
         if source not in pipelines:
             pipelines[source] = load_deblur_pipeline(source, args.device)
         restore = _restorer(pipelines[source], tile, args.tile_overlap, ensemble)
         progress = None if args.no_progress else (lambda items, label=label: tqdm(items, desc=label))
-        rows, outputs = evaluate_real(restore, scenes, keep_outputs=first_outputs is None, progress=progress)
+        rows, outputs = evaluate_real(restore, scenes, keep_outputs=count > 0, progress=progress, shift_tolerance=shift)
         rows_by_method[label] = rows
-        first_outputs = outputs if first_outputs is None else first_outputs
+        sheet_outputs[label] = outputs[:count]
     if layout == "scenes":
-        rows_by_method.update({f"{key} (reference output)": rows for key, rows in reference_rows(scenes).items()})
+        rows_by_method.update(
+            {f"{key} (reference output)": rows for key, rows in reference_rows(scenes, shift).items()}
+        )
     dual_pixel = _dual_pixel_block(args, pipelines[args.model], scenes, output_dir) if args.dual_pixel else None
 
     summaries = {
         subset: {label: summarise([r for r in rows if r.name in set(names)]) for label, rows in rows_by_method.items()}
         for subset, names in subsets.items()
     }
-    table = format_real_table(summaries, layout, args.root, args.erosion)
+    table = format_real_table(summaries, layout, args.root, args.erosion, shift)
     if dual_pixel is not None:
         table += "\n" + format_dual_pixel_table(dual_pixel["summary"], args.root, dual_pixel["symmetric"])
     notes = {s.name: s.notes for s in scenes if s.notes}
@@ -216,7 +252,8 @@ def run_real_evaluation(args: argparse.Namespace, info: dict) -> list[Path]:
     payload = {
         **info,
         "layout": layout,
-        "protocol": PROTOCOL,
+        "protocol": protocol(shift),
+        "shift_tolerance_px": shift,
         "erosion_px": args.erosion if layout == "masked_photos" else None,
         "models": {label: source for label, (source, _) in models.items()},
         "subsets": subsets,
@@ -239,6 +276,9 @@ def run_real_evaluation(args: argparse.Namespace, info: dict) -> list[Path]:
             "in_focus_psnr",
             "grey_spread_max",
             "grey_spread_mean",
+            "brightness_shift",
+            "shift_y",
+            "shift_x",
         ]
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
@@ -246,9 +286,8 @@ def run_real_evaluation(args: argparse.Namespace, info: dict) -> list[Path]:
             for row in rows_as_dicts(rows):
                 writer.writerow({"method": label, **{k: row.get(k) for k in fields[1:]}})
     written = paths[:3]
-    count = min(args.contact_sheet_images, len(scenes))
     if count > 0:
-        written.append(contact_sheet(scenes[:count], first_outputs[:count], paths[3], label=next(iter(models))))
+        written.append(contact_sheet(scenes[:count], sheet_outputs, paths[3]))
     elif paths[3].exists():
         paths[3].unlink()
     return written + ([Path(p) for p in dual_pixel["figures"]] if dual_pixel else [])

@@ -5,21 +5,22 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from defocusgan_hf.evaluation.contact_sheets import contact_sheet, most_changed_crop
 from defocusgan_hf.evaluation.real_captures import (
-    channel_spread,
-    contact_sheet,
     detect_layout,
     eroded_in_focus,
     evaluate_real,
     load_masked_photos,
     load_real_set,
     load_scenes,
-    masked_psnr,
-    most_changed_crop,
     reference_rows,
     summarise,
-    to_grey,
     training_validation,
+)
+from defocusgan_hf.evaluation.real_scoring import (
+    channel_spread,
+    masked_psnr,
+    to_grey,
 )
 
 
@@ -206,7 +207,7 @@ def test_an_inverted_mask_is_noted(tmp_path):
 
 
 def test_colour_match_separates_exposure_from_sharpening(scenes_root):
-    from defocusgan_hf.evaluation.real_captures import colour_matched
+    from defocusgan_hf.evaluation.real_scoring import colour_matched
 
     rng = np.random.default_rng(3)
     target = rng.random((16, 16, 3)).astype(np.float32)
