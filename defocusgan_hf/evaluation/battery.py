@@ -276,6 +276,7 @@ def run_battery_evaluation(args, info: dict) -> list[Path]:
     """``defocusgan-eval --dataset battery``: ``--model`` and ``--extra_models`` on the battery;
     prints the table, writes ``results.md``, ``results.json`` and ``contact_sheet.png``; returns the paths."""
     from .methods import load_deblur_pipeline
+    from .real_report import _restorer, parse_extra_models
 
     output_dir = Path(args.output_dir)
     existing = [str(output_dir / n) for n in ("results.md", "results.json") if (output_dir / n).exists()]
@@ -284,21 +285,12 @@ def run_battery_evaluation(args, info: dict) -> list[Path]:
     if args.model is None:
         raise ValueError("--dataset battery needs --model (a pipeline folder or Hub id).")
     models = {args.model_label or f"DefocusGAN ({Path(args.model).name})": args.model}
-    for pair in (args.extra_models or "").split(","):
-        if pair.strip():
-            label, sep, path = pair.partition("=")
-            if not sep:
-                raise ValueError(f"--extra_models must be LABEL=PATH pairs, got {pair!r}.")
-            models[label.strip()] = path.strip()
+    models.update(parse_extra_models(args.extra_models))
     images = battery_images(args.battery_seed)
     rows, summaries, outputs = {}, {}, {}
     for label, source in models.items():
-        pipe = load_deblur_pipeline(source, args.device)
-
-        def restore(image, pipe=pipe):
-            return pipe(image, tile_size=args.tile_size or None, tile_overlap=args.tile_overlap, output_type="np")
-
-        rows[label], outputs[label] = evaluate_battery(lambda image, r=restore: r(image).images[0], images)
+        restore = _restorer(load_deblur_pipeline(source, args.device), args.tile_size or None, args.tile_overlap)
+        rows[label], outputs[label] = evaluate_battery(restore, images)
         summaries[label] = summarise(rows[label])
     table = format_battery_table(summaries, args.battery_seed)
     print(table)

@@ -89,6 +89,18 @@ def add_real_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def parse_extra_models(value: str | None) -> dict[str, str]:
+    """``--extra_models`` ``"LABEL=PATH,LABEL=PATH"`` as ``{label: path}`` (``None`` or empty: none)."""
+    models = {}
+    for pair in (value or "").split(","):
+        if pair.strip():
+            label, sep, path = pair.partition("=")
+            if not sep:
+                raise ValueError(f"--extra_models must be LABEL=PATH pairs, got {pair!r}.")
+            models[label.strip()] = path.strip()
+    return models
+
+
 def _restorer(pipe, tile_size: int | None, tile_overlap: int, self_ensemble: bool = False):
     def restore(image: np.ndarray) -> np.ndarray:
         out = pipe(image, tile_size=tile_size, tile_overlap=tile_overlap, output_type="np", self_ensemble=self_ensemble)
@@ -206,12 +218,7 @@ def run_real_evaluation(args: argparse.Namespace, info: dict) -> list[Path]:
     }
     if args.self_ensemble:
         models[f"{next(iter(models))} + x8 self-ensemble"] = (args.model, True)
-    for pair in (args.extra_models or "").split(","):
-        if pair.strip():
-            label, sep, path = pair.partition("=")
-            if not sep:
-                raise ValueError(f"--extra_models must be LABEL=PATH pairs, got {pair!r}.")
-            models[label.strip()] = (path.strip(), False)
+    models.update({label: (path, False) for label, path in parse_extra_models(args.extra_models).items()})
 
     shift = args.shift_tolerance
     if shift < 0:
