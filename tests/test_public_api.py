@@ -28,6 +28,7 @@ MODULE_ENTRY_POINTS = [
     ("defocusgan_hf.evaluation",),
     ("defocusgan_hf.data.validation_set",),
     ("defocusgan_hf.app.publish",),
+    ("defocusgan_hf.training.interpolate",),
 ]
 MAX_MODULE_LINES = 450
 

@@ -60,6 +60,23 @@ CHANGES: dict[str, tuple[str, list[str]]] = {
         "model: the lean generator plus a zero-initialised full-resolution refinement level (8 channels)",
         ["--grow_refinement", "8"],
     ),
+    # Combinations of the winner (cuhk_in_focus_sources) with the changes that helped one set or the battery:
+    "cuhk+brightness_preserving": (
+        "cuhk_in_focus_sources, trained with the brightness-preserving output (16 px)",
+        ["--data_config", "varied+cuhk_in_focus_sources", "--residual_lowpass_sigma", "16"],
+    ),
+    "cuhk+in_focus_highlights": (
+        "cuhk_in_focus_sources and in_focus_highlights",
+        ["--data_config", "varied+cuhk_in_focus_sources+in_focus_highlights"],
+    ),
+    "cuhk+more_in_focus_scenes": (
+        "cuhk_in_focus_sources, and 30% of scenes all in focus (varied: 12%): more samples to leave alone",
+        ["--data_config", "varied+cuhk_in_focus_sources+more_in_focus_scenes"],
+    ),
+    "cuhk+energy_consistent": (
+        "cuhk_in_focus_sources and energy_consistent_highlights",
+        ["--data_config", "varied+cuhk_in_focus_sources+energy_consistent_highlights"],
+    ),
 }
 """Name -> (what it changes, its training flags)."""
 BASE_FLAGS = [
