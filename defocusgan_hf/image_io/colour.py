@@ -108,7 +108,7 @@ def _pil_to_rgb(
 
 
 def _pil_to_numpy(image: Image.Image, band_pixels: int = 1 << 22) -> np.ndarray:
-    """``np.asarray(image)``, read ``band_pixels`` at a time in bands of rows.
+    """``np.array(image)`` (a writeable copy), read ``band_pixels`` at a time in bands of rows.
 
     Pillow's array interface goes through ``tobytes()``, which holds the whole image twice more (its chunks, then
     their join): 144 MB beside the decoded 24 MP photo. Band by band, only the result and one band are added.
@@ -116,7 +116,7 @@ def _pil_to_numpy(image: Image.Image, band_pixels: int = 1 << 22) -> np.ndarray:
     width, height = image.size
     rows = max(1, band_pixels // max(1, width))
     if rows >= height:
-        return np.asarray(image)
+        return np.array(image)
     first = np.asarray(image.crop((0, 0, width, rows)))
     pixels = np.empty((height, *first.shape[1:]), first.dtype)
     pixels[:rows] = first

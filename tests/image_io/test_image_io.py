@@ -93,7 +93,10 @@ def test_pixels_read_band_by_band_equal_numpys_conversion(rng, mode):
     from defocusgan_hf.image_io.colour import _pil_to_numpy
 
     image = Image.fromarray(rng.integers(0, 256, (37, 29, 3), dtype=np.uint8)).convert(mode)
-    np.testing.assert_array_equal(_pil_to_numpy(image, band_pixels=29 * 5), np.asarray(image))
+    for band_pixels in (29 * 5, 1 << 22):  # bands of 5 rows; one band
+        pixels = _pil_to_numpy(image, band_pixels)
+        np.testing.assert_array_equal(pixels, np.asarray(image))
+        assert pixels.flags.writeable
 
 
 def test_save_image_converts_8_bit_samples_to_16_bits_exactly(tmp_path, rgb8):
