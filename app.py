@@ -174,8 +174,14 @@ class DefocusApp:
         progress(0, desc="Reading the photo")
         loaded, notes = self.uploads.read(image, "the photo")
         start = time.perf_counter()
+        # uint8/uint16 out, tile by tile: no full-size float32 copy of the photo
         restored = self.pipe(
-            loaded, self.tile_size, self.tile_overlap, output_type="np", self_ensemble=bool(self_ensemble)
+            loaded,
+            self.tile_size,
+            self.tile_overlap,
+            "np",
+            self_ensemble=bool(self_ensemble),
+            output_bit_depth=loaded.bit_depth,
         ).images[0]
         seconds = time.perf_counter() - start
         progress(1, desc="Saving")
@@ -183,7 +189,7 @@ class DefocusApp:
         result = save_image(
             restored, folder / f"{stem}_deblurred.png", loaded.bit_depth, loaded.icc_profile, loaded.exif
         )
-        slider = (self._preview(loaded.array, folder / f"{stem}_input_preview.png", loaded),
+        slider = (self._preview(loaded.pixels, folder / f"{stem}_input_preview.png", loaded),
                   self._preview(restored, folder / f"{stem}_deblurred_preview.png", loaded))  # fmt: skip
         width, height = loaded.size
         tiles = app_utils.tiles_text(loaded.size, self.tile_size, self.tile_overlap)

@@ -2,13 +2,16 @@
 """Peak memory of tiled generator inference as photos grow: 1, 6, 12 and 24 megapixels (3:2 photos).
 
     bash benchmarks/quiet.sh python benchmarks/bench_tiled_memory.py [--threads 2] [--megapixels 1 6 12 24]
+        [--input uint8|float32]
 
-Each size runs once in a fresh subprocess through ``DefocusDeblurPipeline`` (float32 numpy in, numpy out; tiles
-of 512 px with 64 px overlap, the pipeline's default), and reports the process's peak resident memory. A whole-
-image run at 1 MP is measured beside them for contrast. The full-size input and output must be held in memory
-(each an ``H×W×3`` float32 array, "image MB" below): they grow with the photo whatever the tiling, so the table
-also gives the peak minus the resident memory before the call ("Δ peak") and Δ peak in units of one image
-buffer. What tiling bounds is the network's working memory, which is the same for every size.
+Each size runs once in a fresh subprocess through ``DefocusDeblurPipeline`` (tiles of 512 px with 64 px overlap,
+the pipeline's default), and reports the process's peak resident memory. A whole-image run at 1 MP is measured
+beside them for contrast. ``--input uint8`` (default) is what ``defocusgan-deblur`` does with an 8-bit photo:
+uint8 numpy in, uint8 out (``output_bit_depth=8``), each tile converted to float on its own; ``float32`` gives
+float32 in [0, 1] in and out. The full-size input and output must be held in memory ("image MB" below: one
+``H×W×3`` array of the input's dtype): they grow with the photo whatever the tiling, so the table also gives the
+peak minus the resident memory before the call ("Δ peak") and Δ peak in units of one image buffer. What tiling
+bounds is the network's working memory, which is the same for every size.
 """
 
 from __future__ import annotations
@@ -52,9 +55,14 @@ def worker(config: dict, threads: int) -> None:
     pipe = DefocusDeblurPipeline(deblur_net=DefocusDeblurNet().eval())
     pipe.set_progress_bar_config(disable=True)
     height, width = config["height"], config["width"]
-    image = np.random.default_rng(0).random((height, width, 3), dtype=np.float32)
+    rng, shape = np.random.default_rng(0), (height, width, 3)
+    if config["input"] == "uint8":  # made as uint8: a float temporary would set the process's peak
+        image, bits = rng.integers(0, 256, shape, dtype=np.uint8), 8
+    else:
+        image, bits = rng.random(shape, dtype=np.float32), None
     rss_before = rss_mb()
-    times = time_calls(lambda: pipe(image, tile_size=config["tile"], tile_overlap=OVERLAP, output_type="np"), 0, 1)
+    tiling = {"tile_size": config["tile"], "tile_overlap": OVERLAP}
+    times = time_calls(lambda: pipe(image, **tiling, output_type="np", output_bit_depth=bits), 0, 1)
     tiles = count_tiles(height, width, config["tile"], OVERLAP) if config["tile"] else 1
     worker_result(times, rss_before, tiles=tiles)
 
@@ -62,18 +70,25 @@ def worker(config: dict, threads: int) -> None:
 def size_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--megapixels", type=float, nargs="*", default=[1, 6, 12, 24], help="Photo sizes to measure.")
     parser.add_argument("--whole_megapixels", type=float, nargs="*", default=[1], help="Untiled runs for contrast.")
+    parser.add_argument(
+        "--input", default="uint8", choices=("uint8", "float32"), help="Image dtype in and out (default: uint8)."
+    )
 
 
 def main() -> None:
     args = parse_benchmark_args(__doc__, worker, size_args)
     if args is None:
         return
-    print(f"Tiled-inference memory benchmark (tiles {TILE}/{OVERLAP}, fp32) · {machine_line(args.threads)}\n")
+    print(
+        f"Tiled-inference memory benchmark (tiles {TILE}/{OVERLAP}, fp32 net, {args.input} image) · "
+        f"{machine_line(args.threads)}\n"
+    )
     configs = [(mp, None) for mp in args.whole_megapixels] + [(mp, TILE) for mp in args.megapixels]
     results = []
     for megapixels, tile in configs:
         height, width = photo_size(megapixels)
-        measured = run_worker(Path(__file__), {"height": height, "width": width, "tile": tile}, args.threads)
+        config = {"height": height, "width": width, "tile": tile, "input": args.input}
+        measured = run_worker(Path(__file__), config, args.threads)
         results.append({"megapixels": megapixels, "height": height, "width": width, "tile": tile, **measured})
         print(
             f"  measured {width}×{height} tile={tile}: peak {measured['peak_rss_mb']:.0f} MB, "
@@ -81,8 +96,9 @@ def main() -> None:
             flush=True,
         )
     rows = []
+    sample_bytes = 1 if args.input == "uint8" else 4
     for r in results:
-        image_mb = r["height"] * r["width"] * 3 * 4 / 2**20
+        image_mb = r["height"] * r["width"] * 3 * sample_bytes / 2**20
         delta = r["peak_rss_mb"] - r["rss_before_mb"]
         seconds = r["times"][0]
         rows.append(
@@ -109,7 +125,7 @@ def main() -> None:
         growth = (last["peak_rss_mb"] - first["peak_rss_mb"]) / (last["megapixels"] - first["megapixels"])
         print(
             f"\nTiled peak RSS grows by {growth:.0f} MB per extra megapixel ({first['megapixels']:g} -> "
-            f"{last['megapixels']:g} MP); one float32 RGB megapixel is {3 * 4 * 1e6 / 2**20:.1f} MB."
+            f"{last['megapixels']:g} MP); one {args.input} RGB megapixel is {3 * sample_bytes * 1e6 / 2**20:.1f} MB."
         )
     whole = [r for r in results if not r["tile"]]
     for w in whole:
@@ -120,9 +136,8 @@ def main() -> None:
                 f"Δ peak {(t['peak_rss_mb'] - t['rss_before_mb']) / (w['peak_rss_mb'] - w['rss_before_mb']):.2f}, "
                 f"time {t['times'][0] / w['times'][0]:.2f}"
             )
-    save_json(
-        args.output, {"machine": machine_line(args.threads), "tile": TILE, "overlap": OVERLAP, "results": results}
-    )
+    payload = {"machine": machine_line(args.threads), "tile": TILE, "overlap": OVERLAP, "input": args.input}
+    save_json(args.output, {**payload, "results": results})
 
 
 if __name__ == "__main__":

@@ -23,17 +23,24 @@ class FakePipeline:
         self.calls = []
         self.defocus_net = SimpleNamespace(config=SimpleNamespace(max_coc=25.0))
 
-    def __call__(self, image, tile_size=512, tile_overlap=64, output_type="np", self_ensemble=False):
+    def __call__(
+        self, image, tile_size=512, tile_overlap=64, output_type="np", self_ensemble=False, output_bit_depth=None
+    ):
         self.calls.append(
             {
                 "tile_size": tile_size,
                 "tile_overlap": tile_overlap,
                 "output_type": output_type,
                 "self_ensemble": self_ensemble,
+                "output_bit_depth": output_bit_depth,
             }
         )
         tensor, _ = to_tensor(image)
-        return SimpleNamespace(images=(1 - tensor).permute(0, 2, 3, 1).numpy())
+        images = (1 - tensor).permute(0, 2, 3, 1).numpy()
+        if output_bit_depth is not None:
+            scale, dtype = (255, np.uint8) if output_bit_depth == 8 else (65535, np.uint16)
+            images = np.round(images * scale).astype(dtype)
+        return SimpleNamespace(images=images)
 
     def estimate_defocus_map(self, left, right, tile_size=512, tile_overlap=64, output_type="np", split="auto"):
         left_t, right_t = to_tensor(left)[0], to_tensor(right)[0]
@@ -132,7 +139,14 @@ def test_deblur_names_outputs_and_keeps_bit_depth(tmp_path, rng, fake):
     written16 = cv2.imread(str(out / "scan_deblurred.png"), cv2.IMREAD_UNCHANGED)[..., ::-1]
     assert written16.dtype == np.uint16
     np.testing.assert_array_equal(written16, 65535 - scan)
-    assert fake.calls[0] == {"tile_size": 128, "tile_overlap": 16, "output_type": "np", "self_ensemble": False}
+    assert fake.calls[0] == {
+        "tile_size": 128,
+        "tile_overlap": 16,
+        "output_type": "np",
+        "self_ensemble": False,
+        "output_bit_depth": 8,
+    }
+    assert fake.calls[1]["output_bit_depth"] == 16
     assert fake.loads == [("fake", "cpu", "float32")]
 
 

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from ..image_io import LoadedImage
+from ..image_io.types import _quantize, _to_unit
 from ..pipelines.tiling import count_tiles
 
 
@@ -59,8 +60,8 @@ def display_source(source: str, root: Path) -> str:
 
 
 def downscale(images: tuple[LoadedImage, ...], max_pixels: int) -> tuple[tuple[LoadedImage, ...], str | None]:
-    """Downscale images above ``max_pixels`` (all by the same factor, area averaging), with the message that says
-    so; ``(images, None)`` when they are small enough."""
+    """Downscale images above ``max_pixels`` (all by the same factor, area averaging, in the pixels' own dtype: no
+    full-size float copy), with the message that says so; ``(images, None)`` when they are small enough."""
     width, height = images[0].size
     if width * height <= max_pixels:
         return images, None
@@ -75,7 +76,7 @@ def downscale(images: tuple[LoadedImage, ...], max_pixels: int) -> tuple[tuple[L
         message += " The CoC radii are in pixels of the downscaled views."
     resized = tuple(
         LoadedImage(
-            cv2.resize(image.array, size, interpolation=cv2.INTER_AREA),
+            cv2.resize(image.pixels, size, interpolation=cv2.INTER_AREA),
             image.bit_depth,
             image.icc_profile,
             image.exif,
@@ -88,17 +89,20 @@ def downscale(images: tuple[LoadedImage, ...], max_pixels: int) -> tuple[tuple[L
 
 
 def write_preview(array: np.ndarray, path: Path, like: LoadedImage, max_side: int) -> str:
-    """8-bit PNG of at most ``max_side`` px per side, with the input's ICC profile (browsers honour it).
+    """8-bit PNG of ``array`` (``(H, W, 3)`` float in [0, 1], uint8 or uint16) of at most ``max_side`` px per side,
+    with the input's ICC profile (browsers honour it).
 
     Written by Pillow at the fastest compression level (0.2 s instead of 0.8 s for 1680×1120 with ``save_image``'s
     default level): previews are transient, two per request.
     """
     height, width = array.shape[:2]
     factor = max_side / max(height, width)
+    if array.dtype not in (np.uint8, np.uint16):
+        array = np.ascontiguousarray(array, dtype=np.float32)
     if factor < 1:
         size = (max(1, round(width * factor)), max(1, round(height * factor)))
-        array = cv2.resize(np.ascontiguousarray(array, dtype=np.float32), size, interpolation=cv2.INTER_AREA)
-    pixels = np.round(np.clip(array, 0, 1) * 255).astype(np.uint8)
+        array = cv2.resize(array, size, interpolation=cv2.INTER_AREA)  # in its own dtype
+    pixels = array if array.dtype == np.uint8 else _quantize(_to_unit(array), 8)
     Image.fromarray(pixels).save(path, format="PNG", compress_level=1, icc_profile=like.icc_profile)
     return str(path)
 

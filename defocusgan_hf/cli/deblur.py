@@ -160,6 +160,11 @@ def deblur_main(argv: Sequence[str] | None = None) -> int:
 def _deblur_one(pipeline: Any, source: Path, output: Path, *, args: argparse.Namespace) -> None:
     loaded = load_image(source, max_pixels=int(args.max_megapixels * 1e6))
     tiling = common._tile_kwargs(args)
-    restored = pipeline(loaded, output_type="np", self_ensemble=args.self_ensemble, **tiling).images[0]
     bit_depth = 16 if loaded.bit_depth == 16 and output.suffix.lower() in HIGH_BIT_DEPTH_SUFFIXES else 8
-    save_image(restored, output, bit_depth, loaded.icc_profile, loaded.exif, overwrite=args.overwrite)
+    # uint8/uint16 out, tile by tile: no full-size float32 copy of the photo (benchmarks/bench_tiled_memory.py)
+    restored = pipeline(
+        loaded, output_type="np", output_bit_depth=bit_depth, self_ensemble=args.self_ensemble, **tiling
+    ).images[0]
+    icc_profile, exif = loaded.icc_profile, loaded.exif
+    del loaded  # the photo's pixels go before encoding the result (which copies it once more)
+    save_image(restored, output, bit_depth, icc_profile, exif, overwrite=args.overwrite)

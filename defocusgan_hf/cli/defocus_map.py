@@ -122,7 +122,7 @@ def _defocus_map_one(
     left: LoadedImage = load_image(left_path, max_pixels=max_pixels)
     right: LoadedImage = load_image(right_path, max_pixels=max_pixels)
     try:
-        check_dual_pixel_pair(left.array, right.array)
+        check_dual_pixel_pair(left.pixels, right.pixels)
     except ValueError as error:
         raise ValueError(f"'{left_path}' and '{right_path}': {error}") from None
     result = pipeline.estimate_defocus_map(left, right, output_type="np", split=args.split, **common._tile_kwargs(args))

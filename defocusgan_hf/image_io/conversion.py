@@ -1,5 +1,6 @@
 """Conversions between PIL images, NumPy arrays, torch tensors and :class:`LoadedImage`: ``(B, 3, H, W)`` float32
-tensors in [0, 1] in, ``"pil"`` / ``"np"`` / ``"pt"`` out."""
+tensors in [0, 1] in, ``"pil"`` / ``"np"`` / ``"pt"`` out; and :func:`to_pixels`, one image ``(H, W, 3)`` in its own
+precision (uint8 / uint16), for tiled inference that never holds the whole image as float."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .colour import _channels_to_rgb, _scale_to_unit
+from .colour import _channels_to_rgb, _native, _scale_to_unit
 from .decoding import _check_min_size, load_image
 from .types import _FLOAT_TOLERANCE, DEFAULT_MIN_SIZE, ImageLoadError, LoadedImage, _quantize
 
@@ -48,6 +49,45 @@ def to_tensor(images: Any, min_size: int | None = DEFAULT_MIN_SIZE) -> tuple[tor
     return batch.contiguous(), bit_depths
 
 
+def is_single_image(image: Any) -> bool:
+    """True for what :func:`to_pixels` takes: one PIL image, :class:`LoadedImage` or array ``(H, W[, C])``, alone or
+    as a list of one."""
+    if isinstance(image, (list, tuple)):
+        return len(image) == 1 and is_single_image(image[0])
+    return isinstance(image, (Image.Image, LoadedImage)) or (isinstance(image, np.ndarray) and image.ndim in (2, 3))
+
+
+def to_pixels(image: Any, min_size: int | None = DEFAULT_MIN_SIZE) -> tuple[np.ndarray, int]:
+    """One image as ``(H, W, 3)`` RGB in its own precision, and its bit depth (8 or 16; float counts as 16).
+
+    ``image``: a PIL image, a :class:`LoadedImage` or an array ``(H, W)`` / ``(H, W, C)`` (C in {1, 3, 4}; uint8,
+    uint16 or float in [0, 1]), alone or in a list of one. The result is uint8 or uint16 for integer input (no copy
+    for RGB arrays and LoadedImages; gray is replicated in its dtype) and float32 in [0, 1] for float input or
+    transparent alpha (composited over white). The checks and messages are those of :func:`to_tensor`;
+    ``x / 255`` (``x / 65535``) of the result equals its image in ``to_tensor``.
+    """
+    if not is_single_image(image):
+        raise TypeError(
+            "to_pixels takes one PIL image, LoadedImage or array (H, W[, C]); use to_tensor for batches and "
+            f"tensors, got {type(image).__name__}"
+        )
+    item = image[0] if isinstance(image, (list, tuple)) else image
+    if isinstance(item, Image.Image):
+        item = load_image(item, max_pixels=None, min_size=1)
+    if isinstance(item, LoadedImage):
+        pixels, depth = item.pixels, item.bit_depth
+    else:
+        _check_array(item, "the image")
+        try:
+            values, depth = _native(item, "the image")
+            pixels = _channels_to_rgb(values, "the image", [])
+        except ImageLoadError as err:
+            raise ValueError(str(err)) from None
+    if min_size is not None:
+        _check_min_size("the image", pixels.shape[1], pixels.shape[0], min_size)
+    return pixels, depth
+
+
 def _one_to_tensor(item: Any, name: str) -> tuple[torch.Tensor, int]:
     if isinstance(item, LoadedImage):
         return torch.from_numpy(np.ascontiguousarray(item.array, dtype=np.float32)).permute(2, 0, 1)[
@@ -69,6 +109,16 @@ def _array_to_tensor(array: np.ndarray, name: str) -> tuple[torch.Tensor, int]:
     if array.ndim == 4:
         parts = [_array_to_tensor(a, f"{name}[{i}]") for i, a in enumerate(array)]
         return torch.cat([p[0] for p in parts]), parts[0][1]
+    _check_array(array, name)
+    try:
+        values, depth = _scale_to_unit(array, name)
+        rgb = _channels_to_rgb(values, name, [])
+    except ImageLoadError as err:
+        raise ValueError(str(err)) from None
+    return torch.from_numpy(rgb).permute(2, 0, 1)[None], depth
+
+
+def _check_array(array: np.ndarray, name: str) -> None:
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
         raise ValueError(
             f"{name} must be an array (H, W), (H, W, C) or (B, H, W, C) with C in 1, 3, 4, got shape {array.shape}"
@@ -77,12 +127,6 @@ def _array_to_tensor(array: np.ndarray, name: str) -> tuple[torch.Tensor, int]:
         raise ValueError(f"{name} is empty (shape {array.shape})")
     if array.dtype not in (np.uint8, np.uint16) and not np.issubdtype(array.dtype, np.floating):
         raise TypeError(f"{name} has dtype {array.dtype}; use uint8, uint16 or float in [0, 1]")
-    try:
-        values, depth = _scale_to_unit(array, name)
-        rgb = _channels_to_rgb(values, name, [])
-    except ImageLoadError as err:
-        raise ValueError(str(err)) from None
-    return torch.from_numpy(rgb).permute(2, 0, 1)[None], depth
 
 
 def _torch_to_tensor(tensor: torch.Tensor, name: str) -> tuple[torch.Tensor, int]:

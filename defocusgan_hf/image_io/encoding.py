@@ -30,7 +30,8 @@ def save_image(
 ) -> Path:
     """Write one image; returns the path. The format follows the extension (.png .jpg .jpeg .tif .tiff .webp .bmp).
 
-    ``image``: ``(H, W, 3)`` float in [0, 1] (or anything :func:`to_tensor` takes, for one image).
+    ``image``: ``(H, W, 3)`` float in [0, 1], or uint8 / uint16 samples (written as they are when their bit depth is
+    ``bit_depth``, without a float copy), or anything :func:`to_tensor` takes, for one image.
     16-bit output (``bit_depth=16``) is for .png/.tif/.tiff and is written by OpenCV; the ICC profile and EXIF
     go into 16-bit PNGs too (not into 16-bit TIFFs: a warning says so). 8-bit output goes through Pillow
     (JPEG at quality 95 without chroma subsampling, WebP lossless). Refuses to replace an existing file unless
@@ -44,11 +45,11 @@ def save_image(
         raise ValueError(f"`bit_depth` must be 8 or 16, got {bit_depth!r}")
     if bit_depth == 16 and suffix not in HIGH_BIT_DEPTH_SUFFIXES:
         raise ValueError(f"16-bit output needs a .png, .tif or .tiff file, not {suffix!r} ('{path}')")
-    array = _as_rgb_array(image)
+    pixels = _as_pixels(image, bit_depth)
     if path.exists() and not overwrite:
         raise FileExistsError(f"'{path}' already exists; pass overwrite=True (--overwrite) to replace it")
     if bit_depth == 16:
-        ok, encoded = cv2.imencode(suffix, _quantize(array, 16)[..., ::-1])
+        ok, encoded = cv2.imencode(suffix, pixels[..., ::-1])
         if not ok:
             raise OSError(f"OpenCV could not encode '{path}'")
         data = encoded.tobytes()
@@ -68,10 +69,18 @@ def save_image(
         elif file_format == "WEBP":
             options.update(lossless=True)
         buffer = io.BytesIO()
-        Image.fromarray(_quantize(array, 8)).save(buffer, format=file_format, **options)
-        data = buffer.getvalue()
+        Image.fromarray(pixels).save(buffer, format=file_format, **options)
+        data = buffer.getbuffer()  # no copy of the encoded file
     _write_bytes(path, data, overwrite)
     return path
+
+
+def _as_pixels(image: Any, bit_depth: int) -> np.ndarray:
+    """``(H, W, 3)`` uint8 (``bit_depth`` 8) or uint16 (16) samples to encode, rounded from [0, 1]."""
+    dtype = np.uint8 if bit_depth == 8 else np.uint16
+    if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == dtype:
+        return image
+    return _quantize(_as_rgb_array(image), bit_depth)
 
 
 def _as_rgb_array(image: Any) -> np.ndarray:

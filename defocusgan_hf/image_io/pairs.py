@@ -60,7 +60,8 @@ def _batch_and_size(image: Any) -> tuple[int, int, int]:
 
 def _same_pixels(a: Any, b: Any) -> bool:
     if isinstance(a, LoadedImage) and isinstance(b, LoadedImage):
-        return np.array_equal(a.array, b.array)
+        same_dtype = a.pixels.dtype == b.pixels.dtype
+        return np.array_equal(a.pixels, b.pixels) if same_dtype else np.array_equal(a.array, b.array)
     if isinstance(a, Image.Image) and isinstance(b, Image.Image):
         return a.mode == b.mode and a.tobytes() == b.tobytes()
     if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):

@@ -15,12 +15,14 @@ from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
 from ..image_io import check_dual_pixel_pair, to_output, to_tensor
+from ..image_io.conversion import is_single_image, to_pixels
+from ..image_io.types import _quantize
 from ..models.blur_kernel import LearnableBlurKernel
 from ..models.deblur_net import DefocusDeblurNet
 from ..models.defocus_net import DualPixelDefocusNet
 from .dual_pixel_views import DualPixelConvention, prepare_views, swap_symmetric
 from .self_ensemble import dihedral_ensemble
-from .tiling import count_tiles, tiled_apply
+from .tiling import count_tiles, tiled_apply, tiled_apply_array
 
 OUTPUT_TYPES = ("pil", "np", "pt")
 
@@ -30,7 +32,8 @@ class DefocusDeblurPipelineOutput(BaseOutput):
     """
     Args:
         images: restored all-in-focus images: a list of PIL images (``output_type="pil"``), an array
-            ``(B, H, W, 3)`` float32 in [0, 1] (``"np"``) or a tensor ``(B, 3, H, W)`` in [0, 1] (``"pt"``).
+            ``(B, H, W, 3)`` float32 in [0, 1] (``"np"``; uint8 / uint16 with ``output_bit_depth`` 8 / 16) or a tensor
+            ``(B, 3, H, W)`` in [0, 1] (``"pt"``).
         defocus_maps: signed CoC radius in pixels, ``(B, H, W, 1)`` array (``"np"``/``"pil"``) or
             ``(B, 1, H, W)`` tensor (``"pt"``), when DP views were given; ``|map|`` is the paper's defocus map.
         bit_depths: bit depth of each input (8 or 16), so that 16-bit photos can be saved as 16-bit files.
@@ -103,9 +106,14 @@ class DefocusDeblurPipeline(DiffusionPipeline):
         return self
 
     @staticmethod
-    def _check_call(output_type: str, tile_size: int | None, tile_overlap: int) -> None:
+    def _check_call(output_type: str, tile_size: int | None, tile_overlap: int, output_bit_depth=None) -> None:
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}.")
+        if output_bit_depth not in (None, 8, 16) or (output_bit_depth is not None and output_type != "np"):
+            raise ValueError(
+                f"`output_bit_depth` must be None, or 8 or 16 with output_type='np', got {output_bit_depth!r} "
+                f"with {output_type!r}."
+            )
         if tile_size is not None and (tile_size < 32 or not 0 <= tile_overlap < tile_size // 2):
             raise ValueError(
                 f"`tile_size` must be None or >= 32 and `tile_overlap` in [0, tile_size / 2), "
@@ -130,6 +138,15 @@ class DefocusDeblurPipeline(DiffusionPipeline):
         finally:
             bar.close()
         return torch.cat(outputs)
+
+    def _run_tiled_array(self, fn, pixels: np.ndarray, out: np.ndarray, tile_size, tile_overlap) -> np.ndarray:
+        """:func:`tiled_apply_array` with a progress bar: one ``(H, W, 3)`` image, the whole image never as float."""
+        H, W = pixels.shape[:2]
+        bar, step = self._progress(count_tiles(H, W, tile_size, tile_overlap) if tile_size else 1)
+        try:
+            return tiled_apply_array(fn, pixels, out, tile_size, tile_overlap, self.device, step)
+        finally:
+            bar.close()
 
     def _deblur(self, image: torch.Tensor) -> torch.Tensor:
         dtype = self.deblur_net.dtype
@@ -173,8 +190,13 @@ class DefocusDeblurPipeline(DiffusionPipeline):
         output_type: str = "pil",
         return_dict: bool = True,
         self_ensemble: bool = False,
+        output_bit_depth: int | None = None,
     ) -> DefocusDeblurPipelineOutput | tuple:
         """Deblur one image or a batch.
+
+        One PIL image, LoadedImage or array stays in its own precision (uint8 / uint16) and is converted to float a
+        tile at a time, each result written into the output as it comes: memory grows by the output (3 bytes per
+        pixel for 8-bit output), not by full-size float32 copies. Batches and tensors go through float32 tensors.
 
         Args:
             image: a PIL image, a NumPy array ``(H, W[, 3|4|1])`` (uint8, uint16, or float in [0, 1]), a tensor
@@ -187,17 +209,30 @@ class DefocusDeblurPipeline(DiffusionPipeline):
             return_dict: return a :class:`DefocusDeblurPipelineOutput` rather than a tuple.
             self_ensemble: average the results for the 8 flips and quarter turns of each tile (x8 geometric
                 self-ensemble): 8 times the time, for a small gain (docs/RESULTS.md).
+            output_bit_depth: with ``output_type="np"``, 8 or 16 returns uint8 / uint16 samples (rounded, as
+                :func:`~defocusgan_hf.image_io.save_image` writes them) instead of float32; None keeps float32.
         """
         # 1. Check inputs
         self._need("deblur_net")
-        self._check_call(output_type, tile_size, tile_overlap)
-        # 2. Preprocess to (B, 3, H, W) float32 in [0, 1]
-        blurry, bit_depths = to_tensor(image)
-        # 3. Predict, whole or tiled
+        self._check_call(output_type, tile_size, tile_overlap, output_bit_depth)
         deblur = partial(dihedral_ensemble, self._deblur) if self_ensemble else self._deblur
-        restored = self._run_tiled(deblur, (blurry,), 3, tile_size, tile_overlap)
-        # 4. Postprocess
-        images = to_output(restored, output_type)
+        if is_single_image(image) and output_type != "pt":
+            # 2-4. One image: its own samples in, each tile converted, predicted and written out in turn
+            pixels, depth = to_pixels(image)
+            bits = 8 if output_type == "pil" else output_bit_depth
+            dtype = {None: np.float32, 8: np.uint8, 16: np.uint16}[bits]
+            out = self._run_tiled_array(deblur, pixels, np.empty(pixels.shape, dtype), tile_size, tile_overlap)
+            images = [PIL.Image.fromarray(out)] if output_type == "pil" else out[None]
+            bit_depths = [depth]
+        else:
+            # 2. Preprocess to (B, 3, H, W) float32 in [0, 1]
+            blurry, bit_depths = to_tensor(image)
+            # 3. Predict, whole or tiled
+            restored = self._run_tiled(deblur, (blurry,), 3, tile_size, tile_overlap)
+            # 4. Postprocess
+            images = to_output(restored, output_type)
+            if output_bit_depth is not None:
+                images = _quantize(images, output_bit_depth)
         if not return_dict:
             return (images,)
         return DefocusDeblurPipelineOutput(images=images, bit_depths=bit_depths)

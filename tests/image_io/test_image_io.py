@@ -76,6 +76,34 @@ def test_16bit_round_trip_is_exact(tmp_path, rng, suffix):
     assert loaded.path == path
 
 
+@pytest.mark.parametrize(("dtype", "suffix", "bit_depth"), [(np.uint8, ".jpg", 8), (np.uint16, ".png", 16)])
+def test_pixels_stay_in_the_source_precision_and_array_is_their_float(tmp_path, rng, dtype, suffix, bit_depth):
+    """``pixels`` keeps the decoded samples (1 or 2 bytes each), ``array`` is ``pixels / (2**bits - 1)`` in float32;
+    ``save_image`` writes uint8 / uint16 samples of its bit depth as they are."""
+    values = rng.integers(0, np.iinfo(dtype).max + 1, (20, 30, 3), dtype=dtype)
+    loaded = load_image(save_image(values, tmp_path / f"x{suffix}", bit_depth=bit_depth))
+    assert loaded.pixels.dtype == dtype and loaded.bit_depth == bit_depth
+    np.testing.assert_array_equal(loaded.array, loaded.pixels.astype(np.float32) / np.iinfo(dtype).max)
+    if suffix == ".png":
+        np.testing.assert_array_equal(loaded.pixels, values)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "LA", "I;16"])
+def test_pixels_read_band_by_band_equal_numpys_conversion(rng, mode):
+    from defocusgan_hf.image_io.colour import _pil_to_numpy
+
+    image = Image.fromarray(rng.integers(0, 256, (37, 29, 3), dtype=np.uint8)).convert(mode)
+    for band_pixels in (29 * 5, 1 << 22):  # bands of 5 rows; one band
+        pixels = _pil_to_numpy(image, band_pixels)
+        np.testing.assert_array_equal(pixels, np.asarray(image))
+        assert pixels.flags.writeable
+
+
+def test_save_image_converts_8_bit_samples_to_16_bits_exactly(tmp_path, rgb8):
+    path = save_image(rgb8, tmp_path / "x.png", bit_depth=16)
+    np.testing.assert_array_equal(load_image(path).pixels, rgb8.astype(np.uint16) * 257)
+
+
 def test_8bit_png_round_trip_is_exact_and_8bit(tmp_path, rgb8):
     path = save_image(rgb8.astype(np.float32) / 255, tmp_path / "x.png")
     loaded = load_image(path)
