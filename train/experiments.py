@@ -73,6 +73,10 @@ CHANGES: dict[str, tuple[str, list[str]]] = {
         "cuhk_in_focus_sources, and 30% of scenes all in focus (varied: 12%): more samples to leave alone",
         ["--data_config", "varied+cuhk_in_focus_sources+more_in_focus_scenes"],
     ),
+    "cuhk+more_in_focus+brightness_preserving": (
+        "cuhk+more_in_focus_scenes, trained with the brightness-preserving output (16 px)",
+        ["--data_config", "varied+cuhk_in_focus_sources+more_in_focus_scenes", "--residual_lowpass_sigma", "16"],
+    ),
     "cuhk+energy_consistent": (
         "cuhk_in_focus_sources and energy_consistent_highlights",
         ["--data_config", "varied+cuhk_in_focus_sources+energy_consistent_highlights"],

@@ -5,10 +5,10 @@ A fine-tune that gains on real blur also changes more of what is already sharp; 
 generator it started from keeps most of the gain and moves in-focus content less (the real-blur issue's
 do-no-harm figures). Both folders must hold a ``deblur_net`` of the same architecture; everything else (the stage-1
 net, the kernel, the model card) is copied from ``A``, and ``A``'s ``deblur_net`` config is kept (its
-``residual_lowpass_sigma`` included).
+``residual_lowpass_sigma`` included, unless ``--residual_lowpass_sigma`` sets it: the shipped generator's recipe).
 
     python -m defocusgan_hf.training.interpolate runs/finetune/pipeline checkpoints/defocusgan-synthetic \\
-        --alpha 0.5 --output_dir runs/interpolated --save_dtype fp16
+        --alpha 0.5 --output_dir runs/interpolated --save_dtype fp16 --residual_lowpass_sigma 16
 
 Hand-rolled because no library we depend on interpolates two diffusers ``ModelMixin`` state dicts: it is one
 weighted sum per tensor, done in fp32.
@@ -44,10 +44,18 @@ def interpolate_state_dicts(a: dict, b: dict, alpha: float) -> dict[str, torch.T
     return out
 
 
-def interpolate_pipelines(a: str | Path, b: str | Path, alpha: float, output_dir: str | Path, save_dtype=None) -> Path:
+def interpolate_pipelines(
+    a: str | Path,
+    b: str | Path,
+    alpha: float,
+    output_dir: str | Path,
+    save_dtype=None,
+    residual_lowpass_sigma: float | None = None,
+) -> Path:
     """Write ``output_dir``: pipeline folder ``a`` with its ``deblur_net`` weights interpolated towards ``b``'s.
 
-    ``save_dtype`` (``torch.float16`` or None: ``a``'s) is the stored dtype. ``output_dir`` must not exist yet.
+    ``save_dtype`` (``torch.float16`` or None: ``a``'s) is the stored dtype. ``residual_lowpass_sigma`` (px, > 0;
+    None keeps ``a``'s) sets the brightness-preserving output in the written config. ``output_dir`` must not exist.
     """
     a, b, output_dir = Path(a), Path(b), Path(output_dir)
     if output_dir.exists():
@@ -55,7 +63,8 @@ def interpolate_pipelines(a: str | Path, b: str | Path, alpha: float, output_dir
     for folder in (a, b):
         if not (folder / "deblur_net" / "config.json").is_file():
             raise FileNotFoundError(f"{folder} has no deblur_net/config.json: not a pipeline folder.")
-    net_a = DefocusDeblurNet.from_pretrained(a, subfolder="deblur_net").float()
+    overrides = {} if residual_lowpass_sigma is None else {"residual_lowpass_sigma": residual_lowpass_sigma}
+    net_a = DefocusDeblurNet.from_pretrained(a, subfolder="deblur_net", **overrides).float()
     net_b = DefocusDeblurNet.from_pretrained(b, subfolder="deblur_net").float()
     net_a.load_state_dict(interpolate_state_dicts(net_a.state_dict(), net_b.state_dict(), alpha))
     shutil.copytree(a, output_dir, ignore=shutil.ignore_patterns("deblur_net"))
@@ -72,9 +81,16 @@ def main(argv=None) -> None:
     parser.add_argument("--alpha", type=float, required=True, help="Weight of A, in [0, 1] (1: A, 0: B's weights).")
     parser.add_argument("--output_dir", required=True, help="New pipeline folder (must not exist).")
     parser.add_argument("--save_dtype", choices=["fp32", "fp16"], default="fp32", help="Stored dtype.")
+    parser.add_argument(
+        "--residual_lowpass_sigma",
+        type=float,
+        default=None,
+        help="Set the written generator's brightness-preserving output (px; default: A's config).",
+    )
     args = parser.parse_args(argv)
     dtype = torch.float16 if args.save_dtype == "fp16" else torch.float32
-    print(interpolate_pipelines(args.a, args.b, args.alpha, args.output_dir, save_dtype=dtype))
+    sigma = args.residual_lowpass_sigma
+    print(interpolate_pipelines(args.a, args.b, args.alpha, args.output_dir, dtype, residual_lowpass_sigma=sigma))
 
 
 if __name__ == "__main__":

@@ -61,3 +61,16 @@ def test_refusals(tmp_path):
         interpolate_pipelines(tmp_path / "a", tmp_path, 0.5, tmp_path / "out2")
     with pytest.raises(ValueError, match="alpha"):
         interpolate_state_dicts({}, {}, 1.5)
+
+
+def test_residual_lowpass_sigma_is_set_in_the_written_config_and_checked(tmp_path):
+    _pipeline(tmp_path / "a", 0), _pipeline(tmp_path / "b", 1)
+    main([str(tmp_path / "a"), str(tmp_path / "b"), "--alpha", "0.5", "--output_dir", str(tmp_path / "out"),
+          "--residual_lowpass_sigma", "16"])  # fmt: skip
+    restored = DefocusDeblurNet.from_pretrained(tmp_path / "out", subfolder="deblur_net")
+    assert restored.config.residual_lowpass_sigma == 16.0
+    original = DefocusDeblurNet.from_pretrained(tmp_path / "a", subfolder="deblur_net")
+    assert original.config.residual_lowpass_sigma is None
+    with pytest.raises(ValueError, match="residual_lowpass_sigma"):
+        interpolate_pipelines(tmp_path / "a", tmp_path / "b", 0.5, tmp_path / "bad", residual_lowpass_sigma=-1.0)
+    assert not (tmp_path / "bad").exists()
