@@ -38,7 +38,7 @@ def test_shipped_pipeline_deblurs_the_validation_samples(shipped, samples):
         blurred = sample["blurred"].permute(1, 2, 0).numpy()
         restored = shipped(blurred, output_type="np").images[0]
         gains.append(psnr(restored, sharp) - psnr(blurred, sharp))
-    assert np.mean(gains) > 1.4, gains  # the card: +1.47 dB (it was +1.72 before the real-data run; see the card)
+    assert np.mean(gains) > 1.15, gains  # the card: +1.21 dB (+1.47 before the round-2 generator; see the card)
 
 
 def test_shipped_defocus_net_halves_the_error_of_the_mean_map(shipped, samples):
