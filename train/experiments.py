@@ -81,6 +81,20 @@ CHANGES: dict[str, tuple[str, list[str]]] = {
         "cuhk_in_focus_sources and energy_consistent_highlights",
         ["--data_config", "varied+cuhk_in_focus_sources+energy_consistent_highlights"],
     ),
+    # Round 3 (from the round-2 generator, which already has the 16 px brightness-preserving output):
+    "cuhk50+more_in_focus_scenes": (
+        "cuhk+more_in_focus_scenes with the CUHK in-focus parts as 50% of the sharp content (not 25%)",
+        ["--data_config", "varied+more_cuhk_sources+more_in_focus_scenes"],
+    ),
+    "cuhk+more_in_focus+fft": (
+        "cuhk+more_in_focus_scenes, plus an L1 loss on FFT amplitudes (weight 0.1)",
+        ["--data_config", "varied+cuhk_in_focus_sources+more_in_focus_scenes", "--lambda_fft", "0.1"],
+    ),
+    "cuhk+more_in_focus+fine_patterns": (
+        "cuhk+more_in_focus_scenes, and 15% of the other sharp crops dead leaves with gratings up to 0.5 cycles/px "
+        "and 2-8 px checkerboards",
+        ["--data_config", "varied+cuhk_in_focus_sources+more_in_focus_scenes+fine_pattern_sources"],
+    ),
 }
 """Name -> (what it changes, its training flags)."""
 BASE_FLAGS = [

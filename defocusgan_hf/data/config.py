@@ -30,6 +30,8 @@ ENGINE_CHANGES: dict[str, dict] = {
     "cuhk_in_focus_sources": dict(cuhk_in_focus_root="../shared/real/cuhk"),
     "real_coc_distribution": dict(coc_histogram=REAL_COC_HISTOGRAM),
     "more_in_focus_scenes": dict(all_in_focus_prob=0.3),
+    "more_cuhk_sources": dict(cuhk_in_focus_root="../shared/real/cuhk", cuhk_in_focus_weight=0.5),
+    "fine_pattern_sources": dict(fine_pattern_weight=0.15),
 }
 """Named, opt-in changes of the data engine for equal-budget experiments (issue "Real blur, round 2"): each is a
 set of :class:`DualPixelConfig` fields, off in the class defaults and in :meth:`DualPixelConfig.varied` (except
@@ -97,6 +99,9 @@ class DualPixelConfig:
         cuhk_in_focus_root: folder of the CUHK blur-detection photos (``images/``, ``blur_masks/``); given, the
             datasets draw ``cuhk_in_focus_weight`` of their sharp crops from the in-focus parts of photos 41-204
             (:class:`~defocusgan_hf.data.sources.CUHKInFocusSource`; photos 1-40 are the in-focus test, never read).
+        fine_pattern_weight: share of sharp crops drawn from dead leaves whose gratings reach 0.5 cycles/px and
+            whose two-colour leaves are checkerboards of 2-8 px cells (``DeadLeavesSource(fine_patterns=True)``):
+            the finest periodic detail a sensor records, in focus and blurred alike.
         coc_histogram: ``(radius_px, weight)`` bins from which the CoC scale ``A`` (px) is drawn instead of the
             log-uniform ``aperture_range``: a piecewise-uniform density, bin edges halfway between the radii
             (:func:`coc_histogram_from_values` builds one from |CoC| values).
@@ -140,6 +145,7 @@ class DualPixelConfig:
     phone_denoise_strength_range: tuple[float, float] = (0.5, 1.0)
     cuhk_in_focus_root: str | None = None
     cuhk_in_focus_weight: float = 0.25
+    fine_pattern_weight: float = 0.0
     coc_histogram: tuple[tuple[float, float], ...] | None = None
 
     def __post_init__(self):
@@ -159,6 +165,7 @@ class DualPixelConfig:
             "in_focus_highlight_prob",
             "phone_processing_prob",
             "cuhk_in_focus_weight",
+            "fine_pattern_weight",
         )
         for name in probabilities + ("all_in_focus_prob", "background_in_focus_prob"):
             if not 0 <= getattr(self, name) <= 1:

@@ -11,15 +11,22 @@ import torch
 from torch.utils.data import Dataset
 
 from .config import DualPixelConfig
+from .procedural import DeadLeavesSource
 from .sources import DEFAULT_TRAIN_SOURCES, CUHKInFocusSource, ImageSource, MixedSource, augment, build_source
 from .synthetic import DualPixelRenderer
 
 
 def engine_source(sources, config: DualPixelConfig | None = None) -> ImageSource:
-    """:func:`~defocusgan_hf.data.sources.build_source` of ``sources``, mixed with the CUHK in-focus crops when
-    ``config.cuhk_in_focus_root`` is set (weight ``config.cuhk_in_focus_weight``); otherwise the same source."""
+    """:func:`~defocusgan_hf.data.sources.build_source` of ``sources``, mixed with fine-pattern dead leaves when
+    ``config.fine_pattern_weight`` > 0 and with the CUHK in-focus crops when ``config.cuhk_in_focus_root`` is set
+    (weight ``config.cuhk_in_focus_weight``); otherwise the same source."""
     source = build_source(sources)
-    if config is None or config.cuhk_in_focus_root is None:
+    if config is None:
+        return source
+    if config.fine_pattern_weight > 0:
+        weight = config.fine_pattern_weight
+        source = MixedSource([source, DeadLeavesSource(fine_patterns=True)], [1 - weight, weight])
+    if config.cuhk_in_focus_root is None:
         return source
     weight = config.cuhk_in_focus_weight
     return MixedSource([source, CUHKInFocusSource(config.cuhk_in_focus_root)], [1 - weight, weight])

@@ -62,6 +62,9 @@ class DeadLeavesSource(ImageSource):
             about 90 % of the image; the rest shows a textured background).
         radius_range: leaf radii as fractions of the image side (density ~ r^-3 between them).
         supersample: drawing resolution factor (edges are anti-aliased analytically already).
+        fine_patterns: gratings reach the sampling limit (0.1-0.5 cycles per output pixel instead of 0.03-0.33,
+            mostly low) and two-colour leaves carry axis-aligned checkerboards of 2-8 px cells instead of a
+            natural texture: fabric-, screen- and facade-like detail that is sharp when in focus.
     """
 
     def __init__(
@@ -69,12 +72,14 @@ class DeadLeavesSource(ImageSource):
         num_leaves: tuple[int, int] = (250, 400),
         radius_range: tuple[float, float] = (0.02, 0.4),
         supersample: int = 1,
+        fine_patterns: bool = False,
     ):
         if not 0 < radius_range[0] < radius_range[1]:
             raise ValueError(f"`radius_range` must be an increasing pair of positive fractions, got {radius_range}.")
         if not 1 <= num_leaves[0] <= num_leaves[1]:
             raise ValueError(f"`num_leaves` must be an increasing pair of positive counts, got {num_leaves}.")
         self.num_leaves, self.radius_range, self.supersample = num_leaves, radius_range, supersample
+        self.fine_patterns = fine_patterns
 
     def _texture(
         self, kind: int, d: list[float], t: np.ndarray, rows: slice, cols: slice, noise: np.ndarray
@@ -83,12 +88,18 @@ class DeadLeavesSource(ImageSource):
         if kind == 0:  # smooth colour gradient across the leaf
             return np.clip(0.5 + (0.2 + 0.8 * d[10]) * t / (np.abs(t).max() + 1e-6), 0, 1)
         if kind == 1:  # grating, from sinusoidal to nearly square
-            freq = (0.03 + 0.3 * d[7] ** 2) / self.supersample  # cycles per output pixel
+            spectrum = 0.1 + 0.4 * d[7] if self.fine_patterns else 0.03 + 0.3 * d[7] ** 2
+            freq = spectrum / self.supersample  # cycles per output pixel
             sharpness = 4 * (0.2 + d[11])
             wave = np.sin(2 * math.pi * (freq * t + d[9]))
             return 0.5 + 0.5 * np.tanh(sharpness * wave) / math.tanh(sharpness)
         if kind == 2:  # band-limited noise
             return np.clip(0.5 + 0.7 * (0.2 + 0.8 * d[10]) * noise[rows, cols], 0, 1)
+        if self.fine_patterns:  # axis-aligned checkerboard, cells of 2-8 output pixels
+            cell = (2 + int(d[9] * 7)) * self.supersample
+            r = np.arange(rows.start, rows.stop)[:, None] // cell
+            c = np.arange(cols.start, cols.stop)[None, :] // cell
+            return ((r + c) % 2).astype(np.float32)
         textures = _natural_textures()  # natural grey texture (brick, grass, gravel), at the output scale
         size = textures.shape[-1]
         r = (np.arange(rows.start, rows.stop) // self.supersample + int(d[9] * size)) % size
@@ -135,7 +146,8 @@ class DeadLeavesSource(ImageSource):
         return (F.avg_pool2d(image[None], s)[0] if s > 1 else image).contiguous()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(num_leaves={self.num_leaves})"
+        fine = ", fine_patterns=True" if self.fine_patterns else ""
+        return f"{type(self).__name__}(num_leaves={self.num_leaves}{fine})"
 
 
 _CHARACTERS = string.ascii_letters + string.digits + "      .,-"

@@ -10,7 +10,13 @@ from PIL import Image
 
 import defocusgan_hf.data.sources as sources_module
 import defocusgan_hf.data.synthetic as synthetic
-from defocusgan_hf.data import DualPixelConfig, DualPixelRenderer, SyntheticDualPixelDataset, build_source
+from defocusgan_hf.data import (
+    DeadLeavesSource,
+    DualPixelConfig,
+    DualPixelRenderer,
+    SyntheticDualPixelDataset,
+    build_source,
+)
 from defocusgan_hf.data.config import ENGINE_CHANGES, REAL_COC_HISTOGRAM, coc_histogram_from_values
 from defocusgan_hf.data.datasets import engine_source
 from defocusgan_hf.data.diagnostics import brightness_bias
@@ -353,3 +359,45 @@ def test_a_histogram_built_from_coc_values_reproduces_their_distribution():
         assert np.quantile(draws, q) == pytest.approx(np.quantile(values, q), rel=0.08)
     with pytest.raises(ValueError, match="finite"):
         coc_histogram_from_values([np.nan])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fine periodic patterns
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _high_frequency_share(image: torch.Tensor, cutoff: float = 0.25) -> float:
+    """Share of an image's grey power spectrum above ``cutoff`` cycles per pixel (radially)."""
+    grey = image.mean(0).double().numpy()
+    power = np.abs(np.fft.fft2(grey - grey.mean())) ** 2
+    fy, fx = np.meshgrid(np.fft.fftfreq(grey.shape[0]), np.fft.fftfreq(grey.shape[1]), indexing="ij")
+    return float(power[np.hypot(fy, fx) > cutoff].sum() / power.sum())
+
+
+def test_dead_leaves_default_stream_is_the_one_before_fine_patterns_existed():
+    image = DeadLeavesSource().sample(48, torch.Generator().manual_seed(0)).double()
+    # Measured at commit 87e7da5, before the option existed.
+    assert float(image.mean()) == pytest.approx(0.3796465418, abs=1e-7)
+    assert float(image.std()) == pytest.approx(0.2485547153, abs=1e-7)
+
+
+def test_fine_patterns_put_more_power_near_the_sampling_limit_and_stay_in_range():
+    shares = {True: [], False: []}
+    for seed in range(4):
+        for fine in shares:
+            image = DeadLeavesSource(fine_patterns=fine).sample(128, torch.Generator().manual_seed(seed))
+            assert 0 <= float(image.min()) and float(image.max()) <= 1
+            shares[fine].append(_high_frequency_share(image))
+    assert np.mean(shares[True]) > 1.5 * np.mean(shares[False])  # measured: 0.109 against 0.058
+
+
+def test_fine_pattern_sources_mix_fine_dead_leaves_under_the_cuhk_crops(tmp_path):
+    root = _fake_cuhk(tmp_path / "cuhk")
+    config = DualPixelConfig.varied().with_change("fine_pattern_sources")
+    mixed = engine_source("dead_leaves", config)
+    assert isinstance(mixed, sources_module.MixedSource) and mixed.sources[1].fine_patterns
+    assert float(mixed.weights[1]) == pytest.approx(config.fine_pattern_weight)
+    both = engine_source("dead_leaves", config.replace(cuhk_in_focus_root=str(root)))
+    assert isinstance(both.sources[0], sources_module.MixedSource) and isinstance(both.sources[1], CUHKInFocusSource)
+    with pytest.raises(ValueError, match="fine_pattern_weight"):
+        DualPixelConfig(fine_pattern_weight=1.5)
