@@ -36,7 +36,13 @@ from defocusgan_hf.models.reblur import bank_layers
 from defocusgan_hf.pipelines.loading import load_defocus_net
 from defocusgan_hf.training import recipes
 from defocusgan_hf.training.accelerator import TimeBudget, make_accelerator, register_hub_folder_hooks
-from defocusgan_hf.training.args import add_common_args, add_synthetic_data_args, load_model_config, synthetic_config
+from defocusgan_hf.training.args import (
+    add_common_args,
+    add_synthetic_data_args,
+    load_model_config,
+    memory_format,
+    synthetic_config,
+)
 from defocusgan_hf.training.checkpoints import (
     check_output_dir,
     checkpoint_step,
@@ -224,9 +230,10 @@ def log_validation(
     cached = search_cache.matches(kernels) or not has_truth
     reblur_l1, coc_abs_mae, coc_mae, mean_map_mae, search_abs_mae, search_mae = [], [], [], [], [], []
     mean_abs = float(np.mean([s["coc"].abs().mean() for s in validation])) if has_truth else 0.0
+    layout = memory_format(args)
     for sample in validation:
         batch = {k: v[None].to(accelerator.device) for k, v in sample.items() if isinstance(v, torch.Tensor)}
-        pred = model(batch["left"], batch["right"]).defocus_map
+        pred = model(*(batch[k].contiguous(memory_format=layout) for k in ("left", "right"))).defocus_map
         # The combined-image search needs every layer of the bank; without it reblur computes only those the
         # map reaches.
         views = (batch["left"], batch["right"]) if args.search_dp_views else None
@@ -280,6 +287,8 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     else:
         net = DualPixelDefocusNet(max_coc=args.max_coc, **load_model_config(args.model_config))
     net.train()
+    if args.channels_last:  # the net only: the kernel bank is no convolution, and reblur keeps its own layout
+        net.to(memory_format=torch.channels_last)
     init = "gaussian" if args.kernel == "gaussian" else "butterworth"
     kernel = LearnableBlurKernel(
         max_radius=int(round(args.max_coc)), mode=args.kernel_mode, init=init, learnable=args.kernel == "learnable"
@@ -345,9 +354,12 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         desc="steps",
     )
     history: dict[str, float] = {}
-    step, started = start_step, time.time()
+    step, started, train_seconds = start_step, time.time(), 0.0  # wall clock, and the part spent in training steps
+    images_per_step = args.train_batch_size * args.gradient_accumulation_steps * accelerator.num_processes
+    layout = memory_format(args)
     budget = TimeBudget(args.max_train_minutes, accelerator)
     while step < args.max_train_steps:
+        step_started = time.time()
         phase = phase_at(step, args)
         set_learning_rate(optimizer_net, args.learning_rate * schedule(step))
         smooth = args.lambda_smooth if step >= args.smoothness_start_step else 0.0
@@ -363,7 +375,8 @@ def main(args: argparse.Namespace) -> dict[str, float]:
                     batch = renderer(batch["sharp"], generator)
             with accelerator.accumulate(net, kernel):
                 with torch.set_grad_enabled(phase == "net"):
-                    coc = net(batch["left"], batch["right"]).defocus_map
+                    views = (batch[k].contiguous(memory_format=layout) for k in ("left", "right"))
+                    coc = net(*views).defocus_map
                 with torch.set_grad_enabled(phase == "kernel"):
                     kernels = kernel()
                 loss, parts = defocus_map_loss(
@@ -385,18 +398,20 @@ def main(args: argparse.Namespace) -> dict[str, float]:
                 optimizer.zero_grad(set_to_none=True)
         if ema is not None and phase == "net":
             ema.step(accelerator.unwrap_model(net).parameters())
+        logs = {
+            "loss/total": float(loss.detach()),
+            **{f"loss/{k}": float(v) for k, v in parts.items()},
+            "phase_kernel": float(phase == "kernel"),
+        }
+        train_seconds += time.time() - step_started  # after the float() calls above, which wait for the device
         step += 1
         progress.update(1)
         if budget.spent():  # this step becomes the last: logged, checkpointed, validated and exported below
             args.max_train_steps = step
-        progress.set_postfix(loss=f"{float(loss):.4f}", phase=phase)
-        logs = {
-            "loss/total": float(loss),
-            **{f"loss/{k}": float(v) for k, v in parts.items()},
-            "phase_kernel": float(phase == "kernel"),
-        }
+        progress.set_postfix(loss=f"{logs['loss/total']:.4f}", phase=phase)
         if step % args.logging_steps == 0 or step == args.max_train_steps:
             logs["steps_per_second"] = (step - start_step) / max(time.time() - started, 1e-9)
+            logs["images_per_second"] = (step - start_step) * images_per_step / max(train_seconds, 1e-9)
             log_jsonl(accelerator, args, logs, step)
             logger.info(f"step {step} ({phase}): " + ", ".join(f"{k}={v:.5g}" for k, v in logs.items()))
         if step % args.checkpointing_steps == 0 or step == args.max_train_steps:

@@ -45,7 +45,13 @@ from defocusgan_hf.pipelines import DefocusDeblurPipeline
 from defocusgan_hf.pipelines.loading import load_blur_kernel, load_defocus_net
 from defocusgan_hf.training import recipes
 from defocusgan_hf.training.accelerator import TimeBudget, make_accelerator, register_hub_folder_hooks
-from defocusgan_hf.training.args import add_common_args, add_synthetic_data_args, load_model_config, synthetic_config
+from defocusgan_hf.training.args import (
+    add_common_args,
+    add_synthetic_data_args,
+    load_model_config,
+    memory_format,
+    synthetic_config,
+)
 from defocusgan_hf.training.checkpoints import (
     check_output_dir,
     checkpoint_step,
@@ -247,7 +253,8 @@ class Batches:
             batch = self.renderer(batch["sharp"], generator)
         if self.defocus_net is not None:
             batch["coc"] = self.defocus_net(batch["left"], batch["right"]).defocus_map
-        return {"blurred": batch["blurred"], "sharp": batch["sharp"], "coc": batch["coc"]}
+        layout = memory_format(self.args)  # the nets' inputs; the losses take any layout
+        return {k: batch[k].contiguous(memory_format=layout) for k in ("blurred", "sharp", "coc")}
 
 
 @torch.no_grad()
@@ -262,7 +269,7 @@ def log_validation(
     try:
         metrics = synthetic_validation(model, args, accelerator, step, validation) if validation else {}
         if real_scenes:
-            metrics.update(real_validation(model, accelerator, step, real_scenes))
+            metrics.update(real_validation(model, accelerator, step, real_scenes, memory_format(args)))
     finally:
         model.train(was_training)
     return metrics
@@ -271,7 +278,7 @@ def log_validation(
 def synthetic_validation(model, args, accelerator, step: int, validation: list[dict]) -> dict[str, float]:
     restored_psnr, input_psnr, rows = [], [], []
     for sample in validation:
-        blurred = sample["blurred"][None].to(accelerator.device)
+        blurred = sample["blurred"][None].to(accelerator.device).contiguous(memory_format=memory_format(args))
         sharp = sample["sharp"][None].to(accelerator.device)
         restored = model(blurred).sample
         sharp_array = sharp[0].float().permute(1, 2, 0).cpu().numpy()
@@ -294,12 +301,14 @@ def synthetic_validation(model, args, accelerator, step: int, validation: list[d
     return metrics
 
 
-def real_validation(model, accelerator, step: int, real_scenes: list) -> dict[str, float]:
+def real_validation(
+    model, accelerator, step: int, real_scenes: list, layout: torch.memory_format = torch.contiguous_format
+) -> dict[str, float]:
     device = accelerator.device
 
     @torch.inference_mode()
     def restore(image: np.ndarray) -> np.ndarray:
-        tensor = torch.from_numpy(image).permute(2, 0, 1)[None].to(device)
+        tensor = torch.from_numpy(image).permute(2, 0, 1)[None].to(device).contiguous(memory_format=layout)
         return model(tensor).sample[0].permute(1, 2, 0).float().cpu().numpy()
 
     metrics = training_validation(restore, real_scenes)
@@ -325,6 +334,9 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     generator_net = build_generator(args)
     generator_net.train()
     critic = PatchDiscriminator()
+    if args.channels_last:
+        generator_net.to(memory_format=torch.channels_last)
+        critic.to(memory_format=torch.channels_last)
     use_critic = args.lambda_adv > 0
     perceptual = None
     if args.lambda_perceptual > 0:
@@ -377,9 +389,11 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     )
     history: dict[str, float] = {}
     step = start_step
-    started = time.time()
+    started, train_seconds = time.time(), 0.0  # wall clock, and the part of it spent in training steps
+    images_per_step = args.train_batch_size * args.gradient_accumulation_steps * accelerator.num_processes
     budget = TimeBudget(args.max_train_minutes, accelerator)
     while step < args.max_train_steps:
+        step_started = time.time()
         weight = 0.0 if args.no_guidance else guidance_weight_at(step, args.guidance_anneal_steps)
         set_learning_rate(optimizer_g, args.learning_rate * schedule(step))
         set_learning_rate(optimizer_d, (args.critic_learning_rate or args.learning_rate) * schedule(step))
@@ -424,6 +438,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         logs["lr"] = optimizer_g.param_groups[0]["lr"]
         if ema is not None:
             ema.step(accelerator.unwrap_model(generator_net).parameters())
+        train_seconds += time.time() - step_started  # after the .item() calls above, which wait for the device
         step += 1
         progress.update(1)
         if budget.spent():  # this step becomes the last: logged, checkpointed, validated and exported below
@@ -431,6 +446,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         progress.set_postfix(loss=f"{logs['loss/total']:.4f}", w=f"{weight:.2f}")
         if step % args.logging_steps == 0 or step == args.max_train_steps:
             logs["steps_per_second"] = (step - start_step) / max(time.time() - started, 1e-9)
+            logs["images_per_second"] = (step - start_step) * images_per_step / max(train_seconds, 1e-9)
             log_jsonl(accelerator, args, logs, step)
             logger.info(f"step {step}: " + ", ".join(f"{k}={v:.5g}" for k, v in logs.items()))
         if step % args.checkpointing_steps == 0 or step == args.max_train_steps:

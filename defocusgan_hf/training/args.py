@@ -7,6 +7,8 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
+
 
 def add_synthetic_data_args(parser: argparse.ArgumentParser, default_config: str) -> None:
     """``--data_config`` (``varied`` or ``eq3``, optionally ``+CHANGE...``) and ``--clean_data``, spelt the same by
@@ -36,13 +38,28 @@ def add_synthetic_data_args(parser: argparse.ArgumentParser, default_config: str
         action="store_true",
         help="Synthetic data without noise, JPEG, vignetting, gamma/exposure change.",
     )
+    parser.add_argument(
+        "--cuhk_in_focus_root",
+        default=None,
+        help="Where the CUHK photos of the cuhk_in_focus_sources engine change are (images/ and blur_masks/; "
+        "default: the change's own, ../shared/real/cuhk). Only with a --data_config that has that change.",
+    )
 
 
 def synthetic_config(args: argparse.Namespace, **changes):
-    """The :class:`~defocusgan_hf.data.DualPixelConfig` that ``--data_config`` / ``--clean_data`` ask for."""
+    """The :class:`~defocusgan_hf.data.DualPixelConfig` that ``--data_config`` / ``--clean_data`` /
+    ``--cuhk_in_focus_root`` ask for."""
     from ..data import DualPixelConfig
 
     config = DualPixelConfig.named(args.data_config, **changes)
+    root = getattr(args, "cuhk_in_focus_root", None)
+    if root is not None:
+        if config.cuhk_in_focus_root is None:
+            raise ValueError(
+                f"--cuhk_in_focus_root {root} needs a --data_config with cuhk_in_focus_sources, "
+                f"got {args.data_config!r}."
+            )
+        config = config.replace(cuhk_in_focus_root=str(root))
     return config.clean() if args.clean_data else config
 
 
@@ -91,7 +108,20 @@ def add_common_args(parser: argparse.ArgumentParser, default_output_dir: str, de
     add("--max_grad_norm", type=float, default=1.0, help="Gradient clipping (0 disables).")
     add("--lr_warmup_steps", type=int, default=0, help="Linear learning-rate warm-up steps.")
     add("--gradient_accumulation_steps", type=int, default=1)
-    add("--mixed_precision", default="no", choices=["no", "fp16", "bf16"])
+    add(
+        "--mixed_precision",
+        default="no",
+        choices=["no", "fp16", "bf16"],
+        help="Autocast of the trained nets' forward passes (accelerate; bf16 needs no loss scaling). The data engine, "
+        "the reblur and FFT losses and the exported weights stay in fp32 (or --save_dtype).",
+    )
+    add(
+        "--channels_last",
+        action="store_true",
+        help="Keep the trained nets' weights and their input batches in torch.channels_last memory format (faster "
+        "convolutions on tensor-core GPUs, with --mixed_precision bf16 above all), in training and validation alike; "
+        "checkpoints and exports are written in the ordinary layout.",
+    )
     add("--report_to", default=None, help="Tracker: tensorboard, wandb, all; none by default.")
     add("--logging_steps", type=int, default=50, help="Log losses every N steps.")
     add("--checkpointing_steps", type=int, default=1000, help="Save a resumable checkpoint-N every N steps.")
@@ -121,3 +151,9 @@ def load_model_config(value: str | None) -> dict:
         return {}
     path = Path(value)
     return json.loads(path.read_text() if path.is_file() else value)
+
+
+def memory_format(args: argparse.Namespace) -> torch.memory_format:
+    """``torch.channels_last`` with ``--channels_last``, else ``torch.contiguous_format``: what the nets' 4-D
+    inputs are made with (``x.contiguous(memory_format=memory_format(args))``)."""
+    return torch.channels_last if getattr(args, "channels_last", False) else torch.contiguous_format
