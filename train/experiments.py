@@ -95,6 +95,10 @@ CHANGES: dict[str, tuple[str, list[str]]] = {
         "and 2-8 px checkerboards",
         ["--data_config", "varied+cuhk_in_focus_sources+more_in_focus_scenes+fine_pattern_sources"],
     ),
+    "cuhk+more_in_focus+eight_bit": (
+        "cuhk+more_in_focus_scenes, with target, input and views rounded to 8-bit levels as photo files are",
+        ["--data_config", "varied+cuhk_in_focus_sources+more_in_focus_scenes+eight_bit_samples"],
+    ),
 }
 """Name -> (what it changes, its training flags)."""
 BASE_FLAGS = [

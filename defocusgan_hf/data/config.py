@@ -32,6 +32,7 @@ ENGINE_CHANGES: dict[str, dict] = {
     "more_in_focus_scenes": dict(all_in_focus_prob=0.3),
     "more_cuhk_sources": dict(cuhk_in_focus_root="../shared/real/cuhk", cuhk_in_focus_weight=0.5),
     "fine_pattern_sources": dict(fine_pattern_weight=0.15),
+    "eight_bit_samples": dict(eight_bit_samples=True),
 }
 """Named, opt-in changes of the data engine for equal-budget experiments (issue "Real blur, round 2"): each is a
 set of :class:`DualPixelConfig` fields, off in the class defaults and in :meth:`DualPixelConfig.varied` (except
@@ -102,6 +103,8 @@ class DualPixelConfig:
         fine_pattern_weight: share of sharp crops drawn from dead leaves whose gratings reach 0.5 cycles/px and
             whose two-colour leaves are checkerboards of 2-8 px cells (``DeadLeavesSource(fine_patterns=True)``):
             the finest periodic detail a sensor records, in focus and blurred alike.
+        eight_bit_samples: round the rendered target, input and DP views to 8-bit levels (after JPEG), as every
+            photo file is: the quantisation steps of smooth in-focus shading are then part of what is left alone.
         coc_histogram: ``(radius_px, weight)`` bins from which the CoC scale ``A`` (px) is drawn instead of the
             log-uniform ``aperture_range``: a piecewise-uniform density, bin edges halfway between the radii
             (:func:`coc_histogram_from_values` builds one from |CoC| values).
@@ -146,6 +149,7 @@ class DualPixelConfig:
     cuhk_in_focus_root: str | None = None
     cuhk_in_focus_weight: float = 0.25
     fine_pattern_weight: float = 0.0
+    eight_bit_samples: bool = False
     coc_histogram: tuple[tuple[float, float], ...] | None = None
 
     def __post_init__(self):

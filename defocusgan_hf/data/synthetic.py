@@ -347,6 +347,8 @@ class DualPixelRenderer:
             mask = compressed.view(B, 1, 1, 1)
             for key in ("blurred", "left", "right"):
                 out[key] = torch.where(mask, jpeg_compress(out[key], quality), out[key])
+        if c.eight_bit_samples:  # what every photo file holds: samples on 1/255 steps (no random draw)
+            out = {key: (value * 255).round() / 255 for key, value in out.items()}
         out["coc"] = coc.clamp(-c.max_coc, c.max_coc)
         return {key: value.contiguous() for key, value in out.items()}
 

@@ -79,7 +79,12 @@ def test_change_fields_are_off_in_the_defaults_and_in_varied():
 def test_change_fields_set_to_their_off_values_leave_the_output_bit_identical():
     config = DualPixelConfig.varied(max_coc=6)
     off = config.replace(
-        in_focus_highlight_prob=0.0, energy_consistent_highlights=False, phone_processing_prob=0.0, coc_histogram=None
+        in_focus_highlight_prob=0.0,
+        energy_consistent_highlights=False,
+        phone_processing_prob=0.0,
+        coc_histogram=None,
+        fine_pattern_weight=0.0,
+        eight_bit_samples=False,
     )
     a, b = _render(config), _render(off)
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -401,3 +406,14 @@ def test_fine_pattern_sources_mix_fine_dead_leaves_under_the_cuhk_crops(tmp_path
     assert isinstance(both.sources[0], sources_module.MixedSource) and isinstance(both.sources[1], CUHKInFocusSource)
     with pytest.raises(ValueError, match="fine_pattern_weight"):
         DualPixelConfig(fine_pattern_weight=1.5)
+
+
+def test_eight_bit_samples_round_every_image_to_8_bit_levels_and_keep_the_rest_of_the_stream():
+    config = DualPixelConfig.varied(max_coc=6)
+    plain, rounded = _render(config), _render(config.with_change("eight_bit_samples"))
+    for key in ("sharp", "blurred", "left", "right"):
+        levels = rounded[key] * 255
+        assert torch.allclose(levels, levels.round(), atol=1e-4), key
+        assert float((plain[key] - rounded[key]).abs().max()) <= 0.5 / 255 + 1e-6, key
+        assert not torch.equal(plain[key], rounded[key]), key
+    assert torch.equal(plain["coc"], rounded["coc"])
