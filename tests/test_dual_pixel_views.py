@@ -7,7 +7,15 @@ from scipy import ndimage
 
 from defocusgan_hf.models import DefocusDeblurNet, DualPixelDefocusNet
 from defocusgan_hf.pipelines import DefocusDeblurPipeline
-from defocusgan_hf.pipelines.dual_pixel_views import balance_brightness, detect_split, prepare_views, swap_symmetric
+from defocusgan_hf.pipelines.dual_pixel_views import (
+    balance_brightness,
+    detect_linear,
+    detect_split,
+    gamma_encode,
+    prepare_views,
+    resolve_linear,
+    swap_symmetric,
+)
 
 
 def _texture(h=96, w=128, seed=0):
@@ -96,3 +104,48 @@ def test_single_channel_views_are_accepted(pipe):
     assert out.defocus_maps.shape == (1, *left.shape, 1) and np.isfinite(out.defocus_maps).all()
     rgb = pipe.estimate_defocus_map(np.repeat(left[..., None], 3, -1), np.repeat(right[..., None], 3, -1))
     np.testing.assert_allclose(out.defocus_maps, rgb.defocus_maps, atol=1e-6)
+
+
+def _linear_capture(seed=6, shape=(32, 32)):
+    """Linear-light views of a texture, 1 px disparity (a phone's), and their combined image ``(L + R) / 2``."""
+    base = torch.from_numpy(0.05 + 0.9 * _texture(*shape, seed=seed) ** 2)[None, None].expand(1, 3, -1, -1)
+    left, right = torch.roll(base, 1, dims=-1), torch.roll(base, -1, dims=-1)
+    return left, right, (left + right) / 2
+
+
+def _q16(x):
+    """Quantised to 16 bits, as a stored PNG is."""
+    return torch.round(x * 65535) / 65535
+
+
+def test_views_whose_combined_image_is_their_mean_are_detected_linear():
+    left, right, combined = (_q16(x) for x in _linear_capture())
+    linear, fit = detect_linear(left, right, combined)
+    assert linear is True and abs(fit) < 0.05
+
+
+def test_the_gamma_encoded_capture_is_detected_gamma_encoded():
+    left, right, combined = (_q16(gamma_encode(x)) for x in _linear_capture())
+    linear, fit = detect_linear(left, right, combined)
+    assert linear is False and abs(fit - 1) < 0.05
+
+
+def test_tone_is_undecided_without_a_telling_combined_image():
+    left, right, combined = _linear_capture()
+    assert detect_linear(left, left, left) == (None, None)  # identical views: both hypotheses agree
+    noise = torch.rand(combined.shape, generator=torch.Generator().manual_seed(0))
+    assert detect_linear(left, right, noise)[0] is None  # a combined image the views do not explain
+    assert resolve_linear(None, left, right, None) == (False, "assumed", None)
+    assert resolve_linear(True, left, right, noise) == (True, "given", None)
+
+
+def test_pipeline_gamma_encodes_linear_views_before_the_net(pipe):
+    left, right, combined = (x[0].permute(1, 2, 0).numpy() for x in _linear_capture(shape=(48, 64)))
+    encoded = pipe.predict_defocus_map(gamma_encode(left), gamma_encode(right), linear=False)
+    given = pipe.predict_defocus_map(left, right, linear=True)
+    found, convention = pipe.predict_defocus_map(left, right, combined=combined, return_convention=True)
+    np.testing.assert_allclose(given, encoded, atol=1e-5)
+    np.testing.assert_allclose(found, encoded, atol=1e-5)
+    assert convention.linear and convention.linear_decision == "detected" and "linear views" in convention.describe()
+    left_linear = pipe.predict_defocus_map(left, right, linear=False)  # the same views, taken as encoded
+    assert not np.allclose(left_linear, encoded, atol=1e-3)

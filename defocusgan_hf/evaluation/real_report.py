@@ -9,6 +9,14 @@ outputs (e.g. DPDNet, which sees both DP views). Every block of the table names 
 protocol. Outputs: ``results.md``, ``results.json``, ``per_image.csv`` and ``contact_sheet.png`` (input | the
 model's output | ground truth, full frame and the crop the model changes most, for the first
 ``--contact_sheet_images`` images).
+
+With ``--dual_pixel``, the stage-1 net's map of each scene's DP views is checked too: on scene folders with a
+relative ``defocus_map.png`` (Pixel 4) by its rank agreement with that map beside the per-pixel DP-view search and
+a constant map (:mod:`.real_dual_pixel_ranked`), per scene and per subset; on the others (DPDD GIF) by the reblur
+L1 and the sign flip of :mod:`.real_dual_pixel`. Either way ``dual_pixel_<scene>.png`` per scene.
+
+    defocusgan-eval --dataset real --dual_pixel --root ../shared/real/pixel4 --model checkpoints/defocusgan-synthetic \
+        --subset choose=001,002,003,004 --subset held_out=005,006,007,008 --output_dir eval/real_pixel4_dual_pixel
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from tqdm.auto import tqdm
 
 from .contact_sheets import contact_sheet
 from .methods import load_deblur_pipeline
+from .rank_agreement import DEFAULT_RANK_STRIDE
 from .real_captures import (
     RealScene,
     detect_layout,
@@ -35,6 +44,7 @@ from .real_captures import (
     summarise,
 )
 from .real_dual_pixel import evaluate_dual_pixel_scene, summarise_dual_pixel, write_dual_pixel_figures
+from .real_dual_pixel_ranked import evaluate_ranked_scene, format_ranked_table, summarise_ranked, write_ranked_figures
 
 REAL_OUTPUT_FILES = ("results.md", "results.json", "per_image.csv", "contact_sheet.png")
 # with --dual_pixel, also dual_pixel_<scene>.png per scene (replaced like the others only with --overwrite)
@@ -86,6 +96,21 @@ def add_real_args(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="With --dual_pixel: the net's map from one view order only (predict_defocus_map(symmetric=False)) "
         "instead of the pipeline's default, which takes both orders so that swapping the views flips the sign.",
+    )
+    add(
+        "--dp_linear",
+        choices=["auto", "true", "false"],
+        default="auto",
+        help="With --dual_pixel on scenes with defocus_map.png: whether the DP views are linear light (then "
+        "gamma-encoded, x ** (1/2.2), before the net). auto: detected per scene from blurred.png ((L + R) / 2 in "
+        "linear light, the power mean in gamma), else taken as gamma-encoded; said in dual_pixel_convention.",
+    )
+    add(
+        "--rank_stride",
+        type=int,
+        default=DEFAULT_RANK_STRIDE,
+        help="With --dual_pixel on scenes with defocus_map.png: compare the maps on every Nth pixel of every Nth "
+        "row (after resizing to the reference map's size).",
     )
 
 
@@ -239,14 +264,18 @@ def run_real_evaluation(args: argparse.Namespace, info: dict) -> list[Path]:
         rows_by_method.update(
             {f"{key} (reference output)": rows for key, rows in reference_rows(scenes, shift).items()}
         )
-    dual_pixel = _dual_pixel_block(args, pipelines[args.model], scenes, output_dir) if args.dual_pixel else None
+    dual_pixel = None
+    if args.dual_pixel:
+        dual_pixel = _dual_pixel_block(args, pipelines[args.model], scenes, output_dir, subsets)
 
     summaries = {
         subset: {label: summarise([r for r in rows if r.name in set(names)]) for label, rows in rows_by_method.items()}
         for subset, names in subsets.items()
     }
     table = format_real_table(summaries, layout, args.root, args.erosion, shift)
-    if dual_pixel is not None:
+    if dual_pixel is not None and dual_pixel["kind"] == "relative_reference":
+        table += "\n" + dual_pixel.pop("table_markdown")
+    elif dual_pixel is not None:
         table += "\n" + format_dual_pixel_table(dual_pixel["summary"], args.root, dual_pixel["symmetric"])
     notes = {s.name: s.notes for s in scenes if s.notes}
     if notes:
@@ -300,7 +329,9 @@ def run_real_evaluation(args: argparse.Namespace, info: dict) -> list[Path]:
     return written + ([Path(p) for p in dual_pixel["figures"]] if dual_pixel else [])
 
 
-def _dual_pixel_block(args: argparse.Namespace, pipe, scenes: Sequence[RealScene], output_dir: Path) -> dict:
+def _dual_pixel_block(
+    args: argparse.Namespace, pipe, scenes: Sequence[RealScene], output_dir: Path, subsets: dict[str, list[str]]
+) -> dict:
     from ..pipelines.loading import has_learned_kernel
     from .methods import load_kernels
 
@@ -311,6 +342,8 @@ def _dual_pixel_block(args: argparse.Namespace, pipe, scenes: Sequence[RealScene
     # the kernel learned with the stage-1 net (its map's radii are in that kernel's units), else Eq. 3's fixed bank
     kernels = load_kernels(args.model if has_learned_kernel(args.model) else "butterworth")
     tile = args.tile_size or None
+    if all(s.defocus_map is not None for s in scenes):
+        return _ranked_block(args, pipe, scenes, output_dir, subsets, kernels)
 
     def predict(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return pipe.predict_defocus_map(
@@ -320,10 +353,59 @@ def _dual_pixel_block(args: argparse.Namespace, pipe, scenes: Sequence[RealScene
     results, arrays = zip(*(evaluate_dual_pixel_scene(s, predict, kernels) for s in scenes))
     figures = write_dual_pixel_figures(scenes, arrays, results, output_dir, pipe.defocus_net.config.max_coc)
     return {
+        "kind": "reblur",
         "symmetric": not args.dp_one_order,
         "summary": summarise_dual_pixel(results),
         "per_scene": [r.to_dict() for r in results],
         "figures": [str(p) for p in figures],
+    }
+
+
+def _ranked_block(
+    args: argparse.Namespace,
+    pipe,
+    scenes: Sequence[RealScene],
+    output_dir: Path,
+    subsets: dict[str, list[str]],
+    kernels,
+) -> dict:
+    """The stage-1 block of scene folders with a relative ``defocus_map.png`` (:mod:`.real_dual_pixel_ranked`)."""
+    from ..models.dual_pixel import dual_pixel_view_kernels
+
+    if args.rank_stride < 1:
+        raise ValueError(f"--rank_stride must be >= 1 pixel, got {args.rank_stride}.")
+    linear = {"auto": None, "true": True, "false": False}[args.dp_linear]
+    tile = args.tile_size or None
+
+    def predict(a: np.ndarray, b: np.ndarray):
+        # the views reach the pipeline gamma-encoded already (the scene's tone is decided once, before)
+        coc, convention = pipe.predict_defocus_map(
+            a, b, tile_size=tile, tile_overlap=args.tile_overlap, symmetric=not args.dp_one_order,
+            linear=False, return_convention=True,
+        )  # fmt: skip
+        return coc[0, ..., 0], convention.to_dict()
+
+    view_kernels = dual_pixel_view_kernels(kernels)
+    iterator = scenes if args.no_progress else tqdm(scenes, desc="stage 1 vs defocus_map.png")
+    results, arrays = zip(
+        *(evaluate_ranked_scene(s, predict, view_kernels, linear, args.rank_stride) for s in iterator)
+    )
+    summaries = {
+        subset: summarise_ranked([r for r in results if r.name in set(names)]) for subset, names in subsets.items()
+    }
+    figures = write_ranked_figures(arrays, results, output_dir)
+    symmetric = not args.dp_one_order
+    return {
+        "kind": "relative_reference",
+        "symmetric": symmetric,
+        "rank_stride_px": args.rank_stride,
+        "resize": "maps of another size resized to defocus_map.png's by bilinear interpolation (align_corners=False)",
+        "dp_linear": args.dp_linear,
+        "dual_pixel_convention": {r.name: r.dual_pixel_convention["description"] for r in results},
+        "summary": summaries,
+        "per_scene": [r.to_dict() for r in results],
+        "figures": [str(p) for p in figures],
+        "table_markdown": format_ranked_table(results, summaries, args.root, args.rank_stride, symmetric),
     }
 
 

@@ -10,7 +10,15 @@ Real DP captures differ from the synthetic engine's in ways the stage-1 net shou
 - **Brightness.** Each half-aperture vignettes differently, so one view is brighter on one side of the frame.
   :func:`balance_brightness` fits a smooth (quadratic in x, y) surface to the log-ratio of the two views' low-passed
   luminance and divides it out symmetrically (the product of the views, hence most of their mean, is kept).
-- **Channels.** Single-channel (grey or green) views are repeated to three channels by the image conversion.
+- **Channels.** Single-channel (grey or green) views, as phones give them, are repeated to the net's three
+  channels by the image conversion (:func:`~defocusgan_hf.image_io.to_tensor`); the map does not change.
+- **Tone.** The net was trained on gamma-encoded views, like photos. Raw DP views are linear. ``linear=True`` views
+  are gamma-encoded (``x ** (1 / 2.2)``) before the net; ``linear=None`` decides from the combined image when one
+  is given (:func:`detect_linear`): in linear light ``combined = (L + R) / 2``, gamma-encoded
+  ``combined = ((L ** 2.2 + R ** 2.2) / 2) ** (1 / 2.2)``. Without a combined image, or when the fit cannot tell,
+  the views are taken as gamma-encoded (as photos are), and the convention says it was assumed.
+- **Small disparities.** A phone's DP baseline gives disparities of a few pixels at most; split detection tries
+  shifts of up to 3 px, enough for them.
 
 :func:`prepare_views` applies these and returns a :class:`DualPixelConvention` that says which convention was used.
 """
@@ -23,6 +31,9 @@ import torch
 import torch.nn.functional as F
 
 SPLITS = ("horizontal", "vertical")
+GAMMA = 2.2
+"""Gamma of the views' tone curve: gamma-encoded ``= linear ** (1 / GAMMA)``."""
+LINEAR_DECISIONS = ("given", "detected", "assumed")
 
 
 @dataclass
@@ -37,6 +48,10 @@ class DualPixelConvention:
         brightness_ratio: ``(min, max)`` over the frame of the fitted left/right brightness ratio that was divided
             out (``(1, 1)`` when balancing was off).
         symmetric: whether the map was made swap-antisymmetric (:func:`swap_symmetric`), set by the pipeline.
+        linear: whether the views were linear (then gamma-encoded before the net) rather than gamma-encoded.
+        linear_decision: how ``linear`` was decided: ``"given"`` by the caller, ``"detected"`` from the combined
+            image (:func:`detect_linear`), or ``"assumed"`` gamma-encoded (no combined image, or the fit was unsure).
+        linear_fit: the fit of :func:`detect_linear` (0: linear, 1: gamma-encoded) when one was made, else ``None``.
     """
 
     split: str
@@ -44,6 +59,9 @@ class DualPixelConvention:
     match_gain: dict[str, float] = field(default_factory=dict)
     brightness_ratio: tuple[float, float] = (1.0, 1.0)
     symmetric: bool = False
+    linear: bool = False
+    linear_decision: str = "assumed"
+    linear_fit: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -52,7 +70,21 @@ class DualPixelConvention:
         how = "detected from the views' disparity" if self.detected else "as given"
         low, high = self.brightness_ratio
         sign = "; sign from both view orders (swapping the views flips it)" if self.symmetric else ""
-        return f"{self.split} split ({how}); brightness ratio between the views {low:.3f}–{high:.3f} balanced{sign}"
+        return (
+            f"{self.split} split ({how}); {self.describe_tone()}; brightness ratio between the views "
+            f"{low:.3f}–{high:.3f} balanced{sign}"
+        )
+
+    def describe_tone(self) -> str:
+        """Which tone convention the views had and how that was decided, in words."""
+        tone = f"linear views, gamma-encoded (x^(1/{GAMMA:g})) before the net" if self.linear else "gamma-encoded views"
+        fit = "" if self.linear_fit is None else f", fit {self.linear_fit:.2f} (0 linear, 1 gamma)"
+        how = {
+            "given": "as given",
+            "detected": f"detected from the combined image{fit}",
+            "assumed": f"assumed (no combined image, or it could not tell{fit})",
+        }[self.linear_decision]
+        return f"{tone} ({how})"
 
 
 def _luminance(views: torch.Tensor) -> torch.Tensor:
@@ -135,13 +167,74 @@ def balance_brightness(left: torch.Tensor, right: torch.Tensor, eps: float = 1e-
     return torch.cat(lefts).clamp(0, 1), torch.cat(rights).clamp(0, 1), (min(lows), max(highs))
 
 
+def gamma_encode(linear):
+    """Linear light in [0, 1] (tensor or array, any shape) -> gamma-encoded ``x ** (1 / GAMMA)``, clipped to [0, 1]."""
+    return linear.clip(0, 1) ** (1 / GAMMA)
+
+
+def detect_linear(
+    left: torch.Tensor, right: torch.Tensor, combined: torch.Tensor, max_stderr: float = 0.1
+) -> tuple[bool | None, float | None]:
+    """``(linear, fit)`` for DP views and their combined image, ``(B, C, H, W)`` tensors of one shape in [0, 1], as
+    stored.
+
+    With ``A = (L + R) / 2`` and ``M = ((L^γ + R^γ) / 2)^(1/γ)`` (γ = :data:`GAMMA`), stored linear views give
+    ``combined = A`` and gamma-encoded ones ``combined = M``. ``M >= A`` (a power mean), with equality only where
+    ``L = R``; the least-squares ``fit`` of ``combined - A = fit · (M - A)`` over all pixels is 0 for linear views and
+    1 for gamma-encoded ones. ``linear`` is ``True`` for ``fit < 0.25``, ``False`` for ``fit > 0.75``, ``None`` when
+    undecided: a fit in between, or a standard error above ``max_stderr`` (views too alike, or the combined image
+    too noisy, for ``M - A`` to show); ``fit`` is ``None`` where the views are identical."""
+    if not left.shape == right.shape == combined.shape:
+        raise ValueError(
+            f"`left`, `right` and `combined` must be one shape, got {tuple(left.shape)}, {tuple(right.shape)}, "
+            f"{tuple(combined.shape)}."
+        )
+    a, b, c = (x.double().clamp(0, 1) for x in (left, right, combined))  # per channel: each has its own tone
+    arithmetic = (a + b) / 2
+    power = ((a**GAMMA + b**GAMMA) / 2) ** (1 / GAMMA)
+    signal, observed = (power - arithmetic).flatten(), (c - arithmetic).flatten()
+    energy = float((signal**2).sum())
+    if energy <= signal.numel() * 1e-14:  # M - A below 1e-7 rms: the views are the same (up to rounding)
+        return None, None
+    fit = float((observed * signal).sum()) / energy
+    residual = observed - fit * signal
+    stderr = (float((residual**2).sum()) / max(residual.numel() - 1, 1) / energy) ** 0.5
+    if stderr > max_stderr:
+        return None, fit
+    return (True if fit < 0.25 else False if fit > 0.75 else None), fit
+
+
+def resolve_linear(
+    linear: bool | None, left: torch.Tensor, right: torch.Tensor, combined: torch.Tensor | None = None
+) -> tuple[bool, str, float | None]:
+    """``(linear, decision, fit)``: ``linear`` as given, else detected from ``combined`` (:func:`detect_linear`),
+    else assumed gamma-encoded; ``decision`` is one of :data:`LINEAR_DECISIONS`."""
+    if linear is not None:
+        return bool(linear), "given", None
+    if combined is None:
+        return False, "assumed", None
+    found, fit = detect_linear(left, right, combined)
+    return (False, "assumed", fit) if found is None else (found, "detected", fit)
+
+
 def prepare_views(
-    left: torch.Tensor, right: torch.Tensor, split: str = "auto", balance: bool = True
+    left: torch.Tensor,
+    right: torch.Tensor,
+    split: str = "auto",
+    balance: bool = True,
+    linear: bool | None = None,
+    combined: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, DualPixelConvention]:
-    """Views ``(B, 3, H, W)`` in [0, 1] -> the views in the net's convention (horizontal split; a vertical pair is
-    returned transposed, ``(B, 3, W, H)``), and the :class:`DualPixelConvention` used."""
+    """Views ``(B, 3, H, W)`` in [0, 1] -> the views in the net's convention (gamma-encoded; horizontal split, a
+    vertical pair returned transposed, ``(B, 3, W, H)``), and the :class:`DualPixelConvention` used.
+
+    ``linear``: whether the views are linear light (``None``: :func:`resolve_linear`, from ``combined`` ``(B, C, H,
+    W)``, the stored combined image, when given)."""
     if split not in ("auto", *SPLITS):
         raise ValueError(f"`split` must be 'auto', 'horizontal' or 'vertical', got {split!r}.")
+    linear, decision, fit = resolve_linear(linear, left, right, combined)
+    if linear:
+        left, right = gamma_encode(left), gamma_encode(right)
     gains: dict[str, float] = {}
     detected = split == "auto"
     if detected:
@@ -151,7 +244,7 @@ def prepare_views(
         left, right, ratio = balance_brightness(left, right)
     if split == "vertical":
         left, right = left.transpose(-2, -1), right.transpose(-2, -1)
-    return left, right, DualPixelConvention(split, detected, gains, ratio)
+    return left, right, DualPixelConvention(split, detected, gains, ratio, False, linear, decision, fit)
 
 
 def swap_symmetric(forward: torch.Tensor, swapped: torch.Tensor) -> torch.Tensor:
@@ -164,4 +257,16 @@ def swap_symmetric(forward: torch.Tensor, swapped: torch.Tensor) -> torch.Tensor
     return torch.sign(forward - swapped) * (forward.abs() + swapped.abs()) / 2
 
 
-__all__ = ["SPLITS", "DualPixelConvention", "balance_brightness", "detect_split", "prepare_views", "swap_symmetric"]
+__all__ = [
+    "GAMMA",
+    "LINEAR_DECISIONS",
+    "SPLITS",
+    "DualPixelConvention",
+    "balance_brightness",
+    "detect_linear",
+    "detect_split",
+    "gamma_encode",
+    "prepare_views",
+    "resolve_linear",
+    "swap_symmetric",
+]

@@ -20,7 +20,7 @@ from ..image_io.types import _quantize
 from ..models.blur_kernel import LearnableBlurKernel
 from ..models.deblur_net import DefocusDeblurNet
 from ..models.defocus_net import DualPixelDefocusNet
-from .dual_pixel_views import DualPixelConvention, prepare_views, swap_symmetric
+from .dual_pixel_views import DualPixelConvention, gamma_encode, prepare_views, swap_symmetric
 from .self_ensemble import dihedral_ensemble
 from .tiling import count_tiles, tiled_apply, tiled_apply_array
 
@@ -165,11 +165,16 @@ class DefocusDeblurPipeline(DiffusionPipeline):
         split: str = "auto",
         balance_brightness: bool = True,
         symmetric: bool = True,
+        linear: bool | None = None,
+        combined: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, DualPixelConvention]:
         """Signed CoC maps ``(B, 1, H, W)`` (px) of DP views ``(B, 3, H, W)``, whole or tile by tile, and the
-        convention used (split direction, brightness balance; see :mod:`~defocusgan_hf.pipelines.dual_pixel_views`)."""
+        convention used (tone, split direction, brightness balance; see
+        :mod:`~defocusgan_hf.pipelines.dual_pixel_views`)."""
         check_dual_pixel_pair(left, right)
-        left, right, convention = prepare_views(left, right, split, balance_brightness)
+        if combined is not None and combined.shape != left.shape:
+            raise ValueError(f"`combined` {tuple(combined.shape)} must have the views' shape {tuple(left.shape)}.")
+        left, right, convention = prepare_views(left, right, split, balance_brightness, linear, combined)
         dtype = self.defocus_net.dtype
         net = self.defocus_net
 
@@ -249,6 +254,7 @@ class DefocusDeblurPipeline(DiffusionPipeline):
         split: str = "auto",
         balance_brightness: bool = True,
         symmetric: bool = True,
+        linear: bool | None = None,
     ) -> DefocusDeblurPipelineOutput | tuple:
         """Estimate the signed CoC map of a DP capture and deblur its combined view ``(left + right) / 2``.
 
@@ -260,6 +266,10 @@ class DefocusDeblurPipeline(DiffusionPipeline):
             balance_brightness: divide out the smooth brightness ratio between the views (per-view vignetting).
             symmetric: take both view orders, so that swapping the views flips the map's sign exactly (twice the
                 stage-1 time; :func:`~defocusgan_hf.pipelines.dual_pixel_views.swap_symmetric`).
+            linear: whether the views are linear light (raw DP data): they are then gamma-encoded (``x ** (1 / 2.2)``)
+                before the net, and the combined view is encoded after averaging. ``None`` (default): taken as
+                gamma-encoded, like photos (nothing here to detect it from; :meth:`predict_defocus_map` can, given
+                the stored combined image).
         Returns:
             ``images`` (the all-in-focus image), ``defocus_maps`` (signed CoC radius in pixels) and
             ``dual_pixel_convention`` (what was detected and done).
@@ -269,8 +279,11 @@ class DefocusDeblurPipeline(DiffusionPipeline):
         self._check_call(output_type, tile_size, tile_overlap)
         left_t, bit_depths = to_tensor(left)
         right_t, _ = to_tensor(right)
-        coc, convention = self._map(left_t, right_t, tile_size, tile_overlap, split, balance_brightness, symmetric)
-        combined = (left_t + right_t) / 2
+        coc, convention = self._map(
+            left_t, right_t, tile_size, tile_overlap, split, balance_brightness, symmetric, linear
+        )
+        combined = (left_t + right_t) / 2  # averaged in the views' own tone: linear light adds, encoded values do not
+        combined = gamma_encode(combined) if convention.linear else combined
         restored = self._run_tiled(self._deblur, (combined,), 3, tile_size, tile_overlap)
         images = to_output(restored, output_type)
         maps = coc if output_type == "pt" else coc.permute(0, 2, 3, 1).cpu().numpy()
@@ -292,6 +305,8 @@ class DefocusDeblurPipeline(DiffusionPipeline):
         balance_brightness: bool = True,
         symmetric: bool = True,
         return_convention: bool = False,
+        linear: bool | None = None,
+        combined: Any = None,
     ) -> np.ndarray | torch.Tensor | tuple:
         """The signed CoC map alone (the stage-1 net, no deblurring; works in a map-only pipeline).
 
@@ -305,12 +320,20 @@ class DefocusDeblurPipeline(DiffusionPipeline):
                 stage-1 time; :func:`~defocusgan_hf.pipelines.dual_pixel_views.swap_symmetric`).
             return_convention: also return the
                 :class:`~defocusgan_hf.pipelines.dual_pixel_views.DualPixelConvention` used.
+            linear: whether the views are linear light (raw DP data), then gamma-encoded (``x ** (1 / 2.2)``) before
+                the net; ``False``: gamma-encoded, like photos; ``None`` (default): detected from ``combined`` when
+                it is given (:func:`~defocusgan_hf.pipelines.dual_pixel_views.detect_linear`), else gamma-encoded.
+            combined: the stored combined image of the views (same size, any form ``__call__`` accepts), only read to
+                detect ``linear``.
         Returns:
             signed CoC radius in pixels (``> 0`` behind the focal plane, ``< 0`` in front).
         """
         self._need("defocus_net")
         self._check_call(output_type, tile_size, tile_overlap)
         left_t, right_t = to_tensor(left)[0], to_tensor(right)[0]
-        coc, convention = self._map(left_t, right_t, tile_size, tile_overlap, split, balance_brightness, symmetric)
+        combined_t = None if combined is None else to_tensor(combined)[0]
+        coc, convention = self._map(
+            left_t, right_t, tile_size, tile_overlap, split, balance_brightness, symmetric, linear, combined_t
+        )
         coc = coc if output_type == "pt" else coc.permute(0, 2, 3, 1).cpu().numpy()
         return (coc, convention) if return_convention else coc
