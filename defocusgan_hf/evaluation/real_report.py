@@ -83,7 +83,12 @@ def add_real_args(parser: argparse.ArgumentParser) -> None:
         help="Real scenes: score PSNR at the best integer shift within ±PX px (border max(8, PX) cut), for ground "
         "truth registered to about a pixel (the Pixel 4 scenes: 2). 0: whole frames.",
     )
-    add("--extra_models", default=None, help="Real data: more rows, LABEL=PATH,LABEL=PATH (pipeline folders).")
+    add(
+        "--extra_models",
+        action="append",
+        default=None,
+        help="Real data: more rows, LABEL=PATH,LABEL=PATH (pipeline folders); may be repeated, each use adds rows.",
+    )
     add("--contact_sheet_images", type=int, default=8, help="Real data: images on the contact sheet (0: none).")
     add(
         "--dual_pixel",
@@ -114,15 +119,19 @@ def add_real_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def parse_extra_models(value: str | None) -> dict[str, str]:
-    """``--extra_models`` ``"LABEL=PATH,LABEL=PATH"`` as ``{label: path}`` (``None`` or empty: none)."""
+def parse_extra_models(value: str | Sequence[str] | None) -> dict[str, str]:
+    """``--extra_models`` ``"LABEL=PATH,LABEL=PATH"`` (or a list of such strings, one per use of the flag) as
+    ``{label: path}`` (``None`` or empty: none). A label given twice is refused."""
     models = {}
-    for pair in (value or "").split(","):
-        if pair.strip():
-            label, sep, path = pair.partition("=")
-            if not sep:
-                raise ValueError(f"--extra_models must be LABEL=PATH pairs, got {pair!r}.")
-            models[label.strip()] = path.strip()
+    for text in [value] if isinstance(value, str) else value or []:
+        for pair in text.split(","):
+            if pair.strip():
+                label, sep, path = pair.partition("=")
+                if not sep:
+                    raise ValueError(f"--extra_models must be LABEL=PATH pairs, got {pair!r}.")
+                if label.strip() in models:
+                    raise ValueError(f"--extra_models names {label.strip()!r} twice.")
+                models[label.strip()] = path.strip()
     return models
 
 

@@ -144,3 +144,14 @@ def test_masked_photo_report_adds_a_block_without_flagged_masks(tmp_path, tiny_m
     payload = json.loads((out / "results.json").read_text())
     assert list(payload["subsets"].values()) == [["bad", "good"], ["good"]]
     assert list(payload["data_notes"]) == ["bad"]
+
+
+def test_extra_models_may_be_repeated_and_a_label_given_twice_is_refused():
+    from defocusgan_hf.evaluation.real_report import parse_extra_models
+
+    assert parse_extra_models(["a=/x,b=/y", "c=/z"]) == {"a": "/x", "b": "/y", "c": "/z"}
+    assert parse_extra_models("a=/x") == {"a": "/x"} and parse_extra_models(None) == {}
+    with pytest.raises(ValueError, match="twice"):
+        parse_extra_models(["a=/x", "a=/y"])
+    with pytest.raises(ValueError, match="LABEL=PATH"):
+        parse_extra_models(["a"])
