@@ -78,6 +78,18 @@ def assert_same_run(reference: dict, other: dict, keys: list[str], rtol: float) 
             assert other[step][key] == pytest.approx(reference[step][key], rel=rtol), (step, key)
 
 
+def three_runs(script, tmp_path, flags, layouts):
+    """The same tiny run contiguous fp32, channels-last fp32 and channels-last bf16; checks the nets saw the
+    layout asked for (training steps and validation alike)."""
+    plain = train(script, tmp_path / "plain", flags)
+    assert layouts and not any(layouts)
+    layouts.clear()
+    fast = train(script, tmp_path / "channels_last", [*flags, "--channels_last"])
+    assert layouts and all(layouts)
+    bf16 = train(script, tmp_path / "bf16", [*flags, "--channels_last", "--mixed_precision", "bf16"])
+    return plain, fast, bf16
+
+
 def test_memory_format_follows_the_flag():
     assert memory_format(stage2.parse_args(["--channels_last", "--lambda_perceptual", "0"])) == torch.channels_last
     assert memory_format(stage1.parse_args([])) == torch.contiguous_format
@@ -87,12 +99,7 @@ def test_stage2_channels_last_and_bf16_steps_match_fp32(tmp_path, valset, layout
     flags = ["--model_config", TINY_GENERATOR, "--validation_dir", str(valset), "--lambda_perceptual", "0",
              "--lambda_adv", "0.002", "--critic_steps", "1", "--lambda_fft", "0.1", "--guidance_anneal_steps", "4",
              *COMMON]  # fmt: skip
-    plain = train(stage2, tmp_path / "plain", flags)
-    assert layouts and not any(layouts)
-    layouts.clear()
-    fast = train(stage2, tmp_path / "channels_last", [*flags, "--channels_last"])
-    assert layouts and all(layouts)  # training steps and validation alike
-    bf16 = train(stage2, tmp_path / "bf16", [*flags, "--channels_last", "--mixed_precision", "bf16"])
+    plain, fast, bf16 = three_runs(stage2, tmp_path, flags, layouts)
     losses = ["loss/total", "loss/content", "loss/fft"]
     assert_same_run(plain, fast, losses, CHANNELS_LAST_RTOL)
     assert fast[2]["val/psnr"] == pytest.approx(plain[2]["val/psnr"], rel=CHANNELS_LAST_RTOL)
@@ -108,12 +115,7 @@ def test_stage2_channels_last_and_bf16_steps_match_fp32(tmp_path, valset, layout
 def test_stage1_channels_last_and_bf16_steps_match_fp32(tmp_path, valset, layouts):
     flags = ["--model_config", TINY_DEFOCUS, "--max_coc", "6", "--validation_dir", str(valset), "--lambda_search",
              "0.2", "--search_window_sigma", "2", "--smoothness_start_step", "0", *COMMON]  # fmt: skip
-    plain = train(stage1, tmp_path / "plain", flags)
-    assert layouts and not any(layouts)
-    layouts.clear()
-    fast = train(stage1, tmp_path / "channels_last", [*flags, "--channels_last"])
-    assert layouts and all(layouts)  # training steps and validation alike
-    bf16 = train(stage1, tmp_path / "bf16", [*flags, "--channels_last", "--mixed_precision", "bf16"])
+    plain, fast, bf16 = three_runs(stage1, tmp_path, flags, layouts)
     losses = ["loss/total", "loss/reblur", "loss/search"]
     assert_same_run(plain, fast, losses, CHANNELS_LAST_RTOL)
     assert fast[2]["val/reblur_l1"] == pytest.approx(plain[2]["val/reblur_l1"], rel=CHANNELS_LAST_RTOL)
