@@ -99,6 +99,11 @@ CHANGES: dict[str, tuple[str, list[str]]] = {
         "cuhk+more_in_focus_scenes, with target, input and views rounded to 8-bit levels as photo files are",
         ["--data_config", "varied+cuhk_in_focus_sources+more_in_focus_scenes+eight_bit_samples"],
     ),
+    "cuhk+more_in_focus+fine_patterns+eight_bit": (
+        "the two round-3 changes that helped a do-no-harm figure together: fine patterns (sharp-in) and eight-bit "
+        "samples (CUHK's worst photo)",
+        ["--data_config", "varied+cuhk_in_focus_sources+more_in_focus_scenes+fine_pattern_sources+eight_bit_samples"],
+    ),
 }
 """Name -> (what it changes, its training flags)."""
 BASE_FLAGS = [
@@ -140,6 +145,18 @@ def train_flags(args: argparse.Namespace, change: str) -> list[str]:
     """Every row's flags: the shared ones, ``--`` extras, then the change's own (later flags win in argparse)."""
     return [*BASE_FLAGS, *args.train_args, *CHANGES[change][1], "--max_train_steps", str(args.max_train_steps),
             "--checkpointing_steps", str(args.max_train_steps)]  # fmt: skip
+
+
+def precision(train_args: list[str]) -> str:
+    """The rows' precision in words, from the flags after ``--`` (fp32 unless ``--mixed_precision`` says else)."""
+    value = "no"
+    for i, arg in enumerate(train_args):
+        if arg == "--mixed_precision" and i + 1 < len(train_args):
+            value = train_args[i + 1]
+        elif arg.startswith("--mixed_precision="):
+            value = arg.split("=", 1)[1]
+    words = {"no": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast"}.get(value, value)
+    return words + (", channels-last" if "--channels_last" in train_args else "")
 
 
 def run(command: list[str], log: Path | None = None) -> None:
@@ -264,7 +281,8 @@ def main(argv=None) -> list[dict]:
         rows = list(pool.map(train_and_measure, args.changes))
     caption = (
         f"What each change does, at an equal budget: every row fine-tunes the same generator for "
-        f"{args.max_train_steps} steps in fp32 (flags `{shlex.join([*BASE_FLAGS, *args.train_args])}` plus its own), "
+        f"{args.max_train_steps} steps in {precision(args.train_args)} "
+        f"(flags `{shlex.join([*BASE_FLAGS, *args.train_args])}` plus its own), "
         f"then is measured on the real scenes kept for choosing (DPDD GIF {args.dpdd_scenes}; Pixel 4 "
         f"{args.pixel4_scenes}, PSNR tolerant to ±2 px) and the do-no-harm battery. Gains are over the input in dB, Δ "
         f"against the control row; sharp-in is PSNR(output, input) with DPDD's sharp frames as input; brightness is "

@@ -72,3 +72,16 @@ def experiments_categories():
     from defocusgan_hf.evaluation.battery import CATEGORIES
 
     return CATEGORIES
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        ([], "fp32"),
+        (["--mixed_precision", "bf16", "--channels_last"], "bf16 autocast, channels-last"),
+        (["--mixed_precision=no", "--channels_last"], "fp32, channels-last"),
+        (["--mixed_precision", "bf16", "--mixed_precision", "no"], "fp32"),  # the last flag wins, as in argparse
+    ],
+)
+def test_the_caption_names_the_rows_precision(extra, words):
+    assert experiments.precision(extra) == words
