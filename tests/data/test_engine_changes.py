@@ -443,6 +443,7 @@ def test_phone_dual_pixel_draws_small_radii_and_leaves_the_default_stream_alone(
     assert float(out["coc"].abs().max()) <= 8.0 + 1e-5 and float(out["coc"].abs().max()) > 0.5
     wide = DualPixelRenderer(DualPixelConfig.named("varied", max_coc=25))(sharp, torch.Generator().manual_seed(5))
     assert float(wide["coc"].abs().max()) > 8.0  # the plain engine reaches larger radii on the same draws
+    assert torch.equal(out["sharp"], wide["sharp"]) and torch.equal(out["coc"] == 0, wide["coc"] == 0)  # paired
     scenes = DualPixelRenderer(phone).sample_scene(256, 8, 8, torch.Generator().manual_seed(1))
     assert float(scenes.aperture.min()) >= 1.0 - 1e-6 and float(scenes.aperture.max()) <= 8.0 + 1e-6
     after = _render(plain)  # building the phone engine changed nothing in the plain one
