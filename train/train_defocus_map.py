@@ -30,7 +30,7 @@ from torch.utils.data import default_collate
 from tqdm.auto import tqdm
 
 from defocusgan_hf.data import DualPixelRenderer
-from defocusgan_hf.data.real_dual_pixel import RealDualPixelDataset, load_real_dual_pixel
+from defocusgan_hf.data.real_dual_pixel import VIEW_ORDERS, RealDualPixelDataset, load_real_dual_pixel
 from defocusgan_hf.models import DualPixelDefocusNet, LearnableBlurKernel
 from defocusgan_hf.models.reblur import bank_layers
 from defocusgan_hf.pipelines.loading import load_defocus_net
@@ -131,15 +131,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--max_coc", type=float, default=25.0, help="Largest CoC radius in pixels (paper: 25).")
     add(
         "--real_dp_root",
+        action="append",
         default=None,
-        help="Folder of real DP captures (scene folders with dp_a/dp_b/sharp/blurred, e.g. ../shared/real/dpdd_gif, "
-        "view order detected; or DPDD's train_l/r/c) mixed into the synthetic batches: unsupervised, no true maps.",
+        help="Folder of real DP captures (scene folders with dp_a/dp_b/sharp/blurred, e.g. ../shared/real/dpdd_gif; "
+        "or DPDD's train_l/r/c) mixed into the synthetic batches: unsupervised, no true maps. May be repeated: the "
+        "captures of every root are pooled.",
     )
     add(
         "--real_dp_scenes",
+        action="append",
         default=None,
         help="Comma-separated scene folders (or DPDD file stems) of --real_dp_root to train on; hold out the rest "
-        "and report on those.",
+        "and report on those. With several roots: once per root, in the same order (one value applies to all).",
+    )
+    add(
+        "--real_dp_view_order",
+        action="append",
+        default=None,
+        choices=VIEW_ORDERS,
+        help="Which view of a scene folder is left: 'detect' (default: the far-focus prior, data/real_dual_pixel.py) "
+        "or 'a_left' (dp_a is left, e.g. ../shared/real/pixel4). Once per --real_dp_root in the same order, or once "
+        "for all.",
     )
     add(
         "--real_dp_every",
@@ -153,7 +165,32 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = recipes.parse_args(parser, argv, CONFIGS, "defocus_map")
     if args.kernel_learning_rate is not None and not args.kernel_learning_rate > 0:
         parser.error(f"--kernel_learning_rate must be > 0, got {args.kernel_learning_rate}.")
+    args.real_dp_sources = real_dp_sources(parser, args)
     return args
+
+
+def real_dp_sources(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[tuple[str, list | None, str]]:
+    """``(root, scene names or None, view order)`` per --real_dp_root: --real_dp_scenes and --real_dp_view_order
+    are matched to the roots by position, or one value applies to every root; other counts are a parser error."""
+    roots = args.real_dp_root or []
+    matched = {}
+    for flag, default in (("real_dp_scenes", None), ("real_dp_view_order", "detect")):
+        values = getattr(args, flag)
+        if values is None:
+            matched[flag] = [default] * len(roots)
+        elif not roots:
+            parser.error(f"--{flag} needs --real_dp_root.")
+        elif len(values) in (1, len(roots)):
+            matched[flag] = values * len(roots) if len(values) == 1 else values
+        else:
+            parser.error(
+                f"--{flag} is given {len(values)} times for {len(roots)} --real_dp_root folders: give it once per "
+                "root, in the same order, or once for all of them."
+            )
+    return [
+        (root, scenes.split(",") if scenes else None, order)
+        for root, scenes, order in zip(roots, matched["real_dp_scenes"], matched["real_dp_view_order"], strict=True)
+    ]
 
 
 def kernel_lr(args: argparse.Namespace) -> float:
@@ -328,14 +365,17 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     renderer = DualPixelRenderer(synthetic_config(args, max_coc=args.max_coc))
     iterator = iter(step_loader(training_dataset(args), args, accelerator, start_step))
     real_batch = None
-    if args.real_dp_root:
-        names = args.real_dp_scenes.split(",") if args.real_dp_scenes else None
-        captures = load_real_dual_pixel(args.real_dp_root, names)
-        logger.info(
-            "Real DP captures: "
-            + ", ".join(f"{c.name}{' (views swapped)' if c.swapped else ''}" for c in captures)
-            + " (view order by the far-focus prior, data/real_dual_pixel.py)"
-        )
+    if args.real_dp_sources:
+        captures, described = [], []
+        for root, names, view_order in args.real_dp_sources:
+            loaded = load_real_dual_pixel(root, names, view_order=view_order)
+            prefix = f"{Path(root).name}/" if len(args.real_dp_sources) > 1 else ""
+            how = "dp_a taken as left" if view_order == "a_left" else "view order by the far-focus prior"
+            described.append(
+                ", ".join(f"{prefix}{c.name}{' (views swapped)' if c.swapped else ''}" for c in loaded) + f" ({how})"
+            )
+            captures += loaded
+        logger.info("Real DP captures: " + "; ".join(described) + " (data/real_dual_pixel.py)")
         real_data = RealDualPixelDataset(captures, args.resolution, length=2**40, seed=args.seed)
 
         def real_batch(step: int) -> dict[str, torch.Tensor]:

@@ -33,11 +33,14 @@ ENGINE_CHANGES: dict[str, dict] = {
     "more_cuhk_sources": dict(cuhk_in_focus_root="../shared/real/cuhk", cuhk_in_focus_weight=0.5),
     "fine_pattern_sources": dict(fine_pattern_weight=0.15),
     "eight_bit_samples": dict(eight_bit_samples=True),
+    "phone_dual_pixel": dict(aperture_range=(1.0, 8.0), split_softness_range=(0.3, 0.8), vignetting_range=(0.1, 0.3)),
 }
 """Named, opt-in changes of the data engine for equal-budget experiments (issue "Real blur, round 2"): each is a
 set of :class:`DualPixelConfig` fields, off in the class defaults and in :meth:`DualPixelConfig.varied` (except
 ``more_in_focus_scenes``, which raises varied's share of all-in-focus scenes from 0.12 to 0.3: more samples whose
-target is the input), applied with :meth:`DualPixelConfig.with_change`
+target is the input, and ``phone_dual_pixel``, which retunes three ranges for a phone's DP sensor: CoC scales of
+1-8 px, a soft aperture split (``split_softness_range`` 0.3-0.8) and strong opposite per-view vignetting (0.1-0.3),
+as in the Pixel 4 captures), applied with :meth:`DualPixelConfig.with_change`
 (``DualPixelConfig.varied().with_change("phone_processing")``)."""
 
 

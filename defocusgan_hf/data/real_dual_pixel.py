@@ -4,7 +4,8 @@ Stage 1 needs no ground-truth map (the paper's point): the reblur loss compares 
 predicted map with the real blurred image, and the DP-view search compares half-aperture reblurs with each view.
 Two layouts are read:
 
-- scene folders (``shared/real/dpdd_gif``): ``NAME/dp_a.png``, ``NAME/dp_b.png`` (which one is left is unknown),
+- scene folders (``shared/real/dpdd_gif``, ``shared/real/pixel4``): ``NAME/dp_a.png``, ``NAME/dp_b.png`` (which
+  one is left is unknown in ``dpdd_gif``, detected; ``dp_a`` is left in ``pixel4``, ``view_order="a_left"``),
   ``NAME/sharp.png`` and ``NAME/blurred.png`` (the combined image);
 - DPDD: ``{split}_l/source``, ``{split}_r/source``, ``{split}_c/source`` and ``{split}_c/target`` (left, right,
   combined, all-in-focus; same file names).
@@ -78,10 +79,21 @@ def detect_view_order(sharp: np.ndarray, view_a: np.ndarray, view_b: np.ndarray)
     return (fraction is not None and fraction < 0.5), fraction
 
 
+VIEW_ORDERS = ("detect", "a_left")
+"""``view_order`` values of :func:`load_real_dual_pixel`: detect which view is left (:func:`detect_view_order`), or
+take ``dp_a`` as the left view (a camera whose convention is known, e.g. ``shared/real/pixel4``)."""
+
+
 def load_real_dual_pixel(
-    root: str | os.PathLike, names: Sequence[str] | None = None, split: str = "train"
+    root: str | os.PathLike, names: Sequence[str] | None = None, split: str = "train", view_order: str = "detect"
 ) -> list[RealDualPixelCapture]:
-    """Captures of either layout under ``root`` (``names``: only these scene folders / file names), views ordered."""
+    """Captures of either layout under ``root`` (``names``: only these scene folders / file names), views ordered.
+
+    ``view_order`` (scene folders only; DPDD names its views): ``"detect"`` decides per scene which view is left
+    (:func:`detect_view_order`), ``"a_left"`` takes ``dp_a`` as left without detection (``far_fraction`` stays
+    ``None``). Grey images (8- or 16-bit) load as three equal channels in [0, 1]."""
+    if view_order not in VIEW_ORDERS:
+        raise ValueError(f"`view_order` must be one of {VIEW_ORDERS}, got {view_order!r}.")
     root = Path(root)
     if (root / f"{split}_c").is_dir() or (root / "dd_dp_dataset_canon" / f"{split}_c").is_dir():
         base = root if (root / f"{split}_c").is_dir() else root / "dd_dp_dataset_canon"
@@ -106,7 +118,8 @@ def load_real_dual_pixel(
                 raise ValueError(f"{root} has no DP scene folders {sorted(missing)}.")
             folders = [d for d in folders if d.name in set(names)]
         items = [
-            (d.name, *(d / f for f in ("dp_a.png", "dp_b.png", "sharp.png", "blurred.png")), False) for d in folders
+            (d.name, *(d / f for f in ("dp_a.png", "dp_b.png", "sharp.png", "blurred.png")), view_order == "a_left")
+            for d in folders
         ]
     if not items:
         raise ValueError(f"{root} holds no real DP captures (scene folders with {SCENE_FILES}, or DPDD's layout).")
@@ -166,6 +179,7 @@ class RealDualPixelDataset(Dataset):
 
 
 __all__ = [
+    "VIEW_ORDERS",
     "RealDualPixelCapture",
     "RealDualPixelDataset",
     "detect_view_order",

@@ -35,8 +35,9 @@ def _render(config, sharp=None, seed=5):
 
 
 RAISED_SHARES = {"more_in_focus_scenes"}  # changes that raise a share the varied engine already has
+RETUNED_RANGES = {"phone_dual_pixel"}  # changes that retune ranges the engines already draw from
 CHANGE_FIELDS = sorted(
-    {field for name, change in ENGINE_CHANGES.items() if name not in RAISED_SHARES for field in change}
+    {field for name, change in ENGINE_CHANGES.items() if name not in RAISED_SHARES | RETUNED_RANGES for field in change}
 )
 
 # Means and standard deviations of each output of `_render` (2 x 32², seed 5, max_coc 6), measured at commit 977d246,
@@ -417,3 +418,46 @@ def test_eight_bit_samples_round_every_image_to_8_bit_levels_and_keep_the_rest_o
         assert float((plain[key] - rounded[key]).abs().max()) <= 0.5 / 255 + 1e-6, key
         assert not torch.equal(plain[key], rounded[key]), key
     assert torch.equal(plain["coc"], rounded["coc"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Phone-like dual pixels
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_phone_dual_pixel_composes_with_varied_and_retunes_only_its_ranges():
+    config = DualPixelConfig.named("varied+phone_dual_pixel")
+    assert config == DualPixelConfig.varied().replace(**ENGINE_CHANGES["phone_dual_pixel"])
+    assert config.aperture_range == (1.0, 8.0) and config.split_softness_range == (0.3, 0.8)
+    assert config.vignetting_range == (0.1, 0.3)
+    assert DualPixelConfig.named("varied+phone_dual_pixel+eight_bit_samples").eight_bit_samples
+    assert DualPixelConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_phone_dual_pixel_draws_small_radii_and_leaves_the_default_stream_alone():
+    plain = DualPixelConfig.named("varied", max_coc=6)
+    before = _render(plain)  # (the fingerprint test above pins this stream to the one before the changes)
+    phone = DualPixelConfig.named("varied+phone_dual_pixel", max_coc=25)
+    sharp = torch.rand(16, 3, 24, 24, generator=torch.Generator().manual_seed(2))
+    out = DualPixelRenderer(phone)(sharp, torch.Generator().manual_seed(5))
+    assert float(out["coc"].abs().max()) <= 8.0 + 1e-5 and float(out["coc"].abs().max()) > 0.5
+    wide = DualPixelRenderer(DualPixelConfig.named("varied", max_coc=25))(sharp, torch.Generator().manual_seed(5))
+    assert float(wide["coc"].abs().max()) > 8.0  # the plain engine reaches larger radii on the same draws
+    assert torch.equal(out["sharp"], wide["sharp"]) and torch.equal(out["coc"] == 0, wide["coc"] == 0)  # paired
+    scenes = DualPixelRenderer(phone).sample_scene(256, 8, 8, torch.Generator().manual_seed(1))
+    assert float(scenes.aperture.min()) >= 1.0 - 1e-6 and float(scenes.aperture.max()) <= 8.0 + 1e-6
+    after = _render(plain)  # building the phone engine changed nothing in the plain one
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_phone_dual_pixel_vignetting_darkens_the_views_towards_opposite_edges():
+    phone = (
+        DualPixelConfig.named("eq3+phone_dual_pixel", max_coc=6)
+        .clean()
+        .replace(vignetting_range=(0.3, 0.3), aperture_range=(1.0, 1.0))
+    )
+    flat = torch.full((1, 3, 32, 32), 0.5)
+    out = DualPixelRenderer(phone)(flat, torch.Generator().manual_seed(0))
+    left, right = out["left"].mean((0, 1, 2)), out["right"].mean((0, 1, 2))
+    assert left[0] > left[-1] and right[0] < right[-1]  # 1 - s x and 1 + s x: opposite fall-off
+    assert float(left[0] / left[-1]) == pytest.approx(1.3 / 0.7, rel=0.05)

@@ -75,3 +75,49 @@ def test_crops_are_seeded_and_a_flip_swaps_the_views(tmp_path):
     assert torch.equal(mirrored["left"], plain["right"].flip(-1))
     with pytest.raises(ValueError, match="smaller"):
         RealDualPixelDataset([capture], resolution=128)
+
+
+def _save_grey16(array, path):
+    """A 16-bit grey PNG of channel 0 (as the Pixel 4 scenes are stored)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((np.clip(array[..., 0], 0, 1) * 65535 + 0.5).astype(np.uint16)).save(path)
+
+
+def _grey16_scenes(root, scenes):
+    """Scene folders of 16-bit grey images; ``scenes``: ``{name: swap}`` (swap: dp_a holds the right view)."""
+    for name, swap in scenes.items():
+        sharp, left, right, blurred = _far_capture(seed=int(name))
+        first, second = (right, left) if swap else (left, right)
+        for file, image in (("dp_a", first), ("dp_b", second), ("sharp", sharp), ("blurred", blurred)):
+            _save_grey16(image, root / name / f"{file}.png")
+
+
+def test_grey_16_bit_scenes_load_as_three_float_channels_and_a_left_skips_detection(tmp_path):
+    _grey16_scenes(tmp_path / "pixel4", {"001": False, "002": True})
+    captures = load_real_dual_pixel(tmp_path / "pixel4", view_order="a_left")
+    assert [c.name for c in captures] == ["001", "002"]
+    for capture in captures:
+        assert not capture.swapped and capture.far_fraction is None  # no detection ran
+        for image in (capture.left, capture.right, capture.sharp, capture.blurred):
+            assert image.shape == (64, 64, 3) and image.dtype == np.float32 and 0 <= image.min() <= image.max() <= 1
+            assert np.array_equal(image[..., 0], image[..., 2])
+        first = np.asarray(Image.open(tmp_path / "pixel4" / capture.name / "dp_a.png"), dtype=np.float64) / 65535
+        assert np.abs(capture.left[..., 0] - first).max() < 1e-6  # dp_a kept as left, at 16-bit precision
+    # "detect" on the same folders finds that 002's dp_a is the right view
+    detected = load_real_dual_pixel(tmp_path / "pixel4", view_order="detect")
+    assert [c.swapped for c in detected] == [False, True]
+    _, left, _, _ = _far_capture(seed=2)
+    assert np.abs(detected[1].left - left[..., :1]).max() < 1e-4
+    with pytest.raises(ValueError, match="view_order"):
+        load_real_dual_pixel(tmp_path / "pixel4", view_order="b_left")
+
+
+def test_captures_of_two_roots_pool_with_their_own_view_orders(tmp_path):
+    _grey16_scenes(tmp_path / "gif", {"00": True, "01": False})
+    _grey16_scenes(tmp_path / "pixel4", {"003": True})  # a_left keeps dp_a as left even where it is not
+    pooled = load_real_dual_pixel(tmp_path / "gif", ["00"]) + load_real_dual_pixel(
+        tmp_path / "pixel4", ["003"], view_order="a_left"
+    )
+    assert [(c.name, c.swapped) for c in pooled] == [("00", True), ("003", False)]
+    data = RealDualPixelDataset(pooled, resolution=32, length=4, seed=0, flip=False)
+    assert {tuple(data[i]["left"].shape) for i in range(4)} == {(3, 32, 32)}
