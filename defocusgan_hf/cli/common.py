@@ -65,7 +65,9 @@ def _load_pipeline(model: str, device: str, dtype: str, quiet: bool = False) -> 
 
     if quiet:
         diffusers_logging.disable_progress_bar()  # the "Loading pipeline components" bar
-    pipeline = load_pipeline(model, device, None if dtype == "float32" else getattr(torch, dtype))
+    pipeline = load_pipeline(model, device)
+    if dtype != "float32":  # float32 weights, convolutions under autocast: the image itself stays float32
+        pipeline.enable_autocast(getattr(torch, dtype))
     return pipeline.enable_channels_last() if pipeline.device.type == "cpu" else pipeline
 
 
@@ -129,7 +131,11 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="torch device, e.g. cpu, cuda, cuda:1, mps (default: accelerate's choice: a GPU when there is one).",
     )
     parser.add_argument(
-        "--dtype", default="float32", choices=("float32", "float16", "bfloat16"), help="Precision of the networks."
+        "--dtype",
+        default="float32",
+        choices=("float32", "float16", "bfloat16"),
+        help="Precision of the networks' convolutions (autocast; weights, input and output stay float32). "
+        "bfloat16 is 0.7x the time of float32 on whole images on a CPU with AVX-512 bf16 and ~74 dB from it.",
     )
     parser.add_argument(
         "--max_megapixels",

@@ -79,6 +79,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "8x the time).",
     )
     add(
+        "--bfloat16_row",
+        action="store_true",
+        help="Real data and battery: add a row for --model under bf16 autocast in channels-last memory, as "
+        "`defocusgan-deblur --dtype bfloat16` runs it on a CPU (the same tiles, the same run).",
+    )
+    add(
         "--defocus_model",
         default=None,
         help="Stage-1 checkpoint (DualPixelDefocusNet folder, or a folder with defocus_net/) for *_estimated_map; "

@@ -284,12 +284,16 @@ def run_battery_evaluation(args, info: dict) -> list[Path]:
         raise FileExistsError(f"Output file(s) {existing} already exist; pass --overwrite to replace them.")
     if args.model is None:
         raise ValueError("--dataset battery needs --model (a pipeline folder or Hub id).")
-    models = {args.model_label or f"DefocusGAN ({Path(args.model).name})": args.model}
-    models.update(parse_extra_models(args.extra_models))
+    label = args.model_label or f"DefocusGAN ({Path(args.model).name})"
+    models = {label: (args.model, False)}  # label -> (source, bf16)
+    if getattr(args, "bfloat16_row", False):
+        models[f"{label} (bf16)"] = (args.model, True)
+    models.update({label: (path, False) for label, path in parse_extra_models(args.extra_models).items()})
     images = battery_images(args.battery_seed)
     rows, summaries, outputs = {}, {}, {}
-    for label, source in models.items():
-        restore = _restorer(load_deblur_pipeline(source, args.device), args.tile_size or None, args.tile_overlap)
+    for label, (source, bfloat16) in models.items():
+        pipe = load_deblur_pipeline(source, args.device, bfloat16)
+        restore = _restorer(pipe, args.tile_size or None, args.tile_overlap)
         rows[label], outputs[label] = evaluate_battery(restore, images)
         summaries[label] = summarise(rows[label])
     table = format_battery_table(summaries, args.battery_seed)

@@ -98,12 +98,17 @@ class Method:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def load_deblur_pipeline(source: str, device: str = "cpu"):
+def load_deblur_pipeline(source: str, device: str = "cpu", bfloat16: bool = False):
     """A :class:`DefocusDeblurPipeline` from a pipeline folder / Hub id, or from a bare ``DefocusDeblurNet``
-    folder (``config.json`` + weights)."""
+    folder (``config.json`` + weights). ``bfloat16``: bf16 autocast, channels-last on a CPU (the CLI's
+    ``--dtype bfloat16``)."""
     pipe = load_pipeline(source)
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    pipe = pipe.to(device)
+    if not bfloat16:
+        return pipe
+    pipe.enable_autocast(torch.bfloat16)
+    return pipe.enable_channels_last() if pipe.device.type == "cpu" else pipe
 
 
 def load_defocus_net(source: str, device: str = "cpu"):

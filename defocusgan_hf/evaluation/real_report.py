@@ -247,12 +247,13 @@ def run_real_evaluation(args: argparse.Namespace, info: dict) -> list[Path]:
     if args.model is None:
         raise ValueError("--dataset real needs --model (a pipeline folder or Hub id).")
     tile = args.tile_size or None
-    models = {
-        f"DefocusGAN ({Path(args.model).name})" if args.model_label is None else args.model_label: (args.model, False)
-    }
+    label = f"DefocusGAN ({Path(args.model).name})" if args.model_label is None else args.model_label
+    models = {label: (args.model, False, False)}  # label -> (source, self-ensemble, bf16)
     if args.self_ensemble:
-        models[f"{next(iter(models))} + x8 self-ensemble"] = (args.model, True)
-    models.update({label: (path, False) for label, path in parse_extra_models(args.extra_models).items()})
+        models[f"{label} + x8 self-ensemble"] = (args.model, True, False)
+    if getattr(args, "bfloat16_row", False):
+        models[f"{label} (bf16)"] = (args.model, False, True)
+    models.update({label: (path, False, False) for label, path in parse_extra_models(args.extra_models).items()})
 
     shift = args.shift_tolerance
     if shift < 0:
@@ -261,10 +262,10 @@ def run_real_evaluation(args: argparse.Namespace, info: dict) -> list[Path]:
     count = min(args.contact_sheet_images, len(scenes))
     sheet_outputs = {}  # the first `count` outputs of every model, for one contact sheet with shared crops
     pipelines = {}  # one load per model folder (the self-ensemble row and --dual_pixel reuse it)
-    for label, (source, ensemble) in models.items():
-        if source not in pipelines:
-            pipelines[source] = load_deblur_pipeline(source, args.device)
-        restore = _restorer(pipelines[source], tile, args.tile_overlap, ensemble)
+    for label, (source, ensemble, bfloat16) in models.items():
+        if (source, bfloat16) not in pipelines:
+            pipelines[source, bfloat16] = load_deblur_pipeline(source, args.device, bfloat16)
+        restore = _restorer(pipelines[source, bfloat16], tile, args.tile_overlap, ensemble)
         progress = None if args.no_progress else (lambda items, label=label: tqdm(items, desc=label))
         rows, outputs = evaluate_real(restore, scenes, keep_outputs=count > 0, progress=progress, shift_tolerance=shift)
         rows_by_method[label] = rows
@@ -275,7 +276,7 @@ def run_real_evaluation(args: argparse.Namespace, info: dict) -> list[Path]:
         )
     dual_pixel = None
     if args.dual_pixel:
-        dual_pixel = _dual_pixel_block(args, pipelines[args.model], scenes, output_dir, subsets)
+        dual_pixel = _dual_pixel_block(args, pipelines[args.model, False], scenes, output_dir, subsets)
 
     summaries = {
         subset: {label: summarise([r for r in rows if r.name in set(names)]) for label, rows in rows_by_method.items()}

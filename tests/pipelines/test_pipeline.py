@@ -237,3 +237,49 @@ def test_self_ensemble_runs_tile_by_tile(pipe):
     large = np.random.default_rng(1).random((150, 110, 3), dtype=np.float32)
     tiled = pipe(large, tile_size=64, tile_overlap=16, output_type="np", self_ensemble=True).images[0]
     assert tiled.shape == large.shape and np.isfinite(tiled).all()
+
+
+def test_bf16_autocast_keeps_the_image_in_float32_where_bf16_weights_do_not():
+    """bf16 has 8 mantissa bits: bf16 *weights* cast the input image too, so even a net that changes nothing
+    moves a bright gradient; autocast runs only the convolutions in bf16 and adds the residual to the float32
+    image, so such a net returns the image exactly."""
+    ramp = np.linspace(0.55, 0.95, 64, dtype=np.float32)
+    gradient = np.repeat(np.repeat(ramp[None, :, None], 48, 0), 3, 2)
+
+    def identity_pipeline():  # the tail zeroed: residual 0, output = input
+        pipe = tiny_pipeline()
+        torch.nn.init.zeros_(pipe.deblur_net.tail.weight)
+        torch.nn.init.zeros_(pipe.deblur_net.tail.bias)
+        return pipe
+
+    autocast = identity_pipeline().enable_autocast(torch.bfloat16)
+    assert autocast.deblur_net.dtype == torch.float32
+    out = autocast(gradient, output_type="np").images[0]
+    assert out.dtype == np.float32 and np.array_equal(out, gradient)
+    weights = identity_pipeline()
+    weights.deblur_net.to(torch.bfloat16)
+    assert np.abs(weights(gradient, output_type="np").images[0] - gradient).max() > 0.25 / 255  # up to half a level
+    # a net that does change the image: autocast close to float32, brightness kept
+    reference = tiny_pipeline()(gradient, output_type="np").images
+    fast = tiny_pipeline().enable_autocast(torch.bfloat16)(gradient, output_type="np").images
+    assert np.abs(fast - reference).max() < 0.05 and abs(float((fast - reference).mean())) * 255 < 0.5
+    views = np.random.default_rng(0).random((48, 64, 3), dtype=np.float32)
+    left, right = views, np.roll(views, 1, axis=1)
+    maps = [
+        pipe.estimate_defocus_map(left, right, output_type="np").defocus_maps
+        for pipe in (tiny_pipeline().enable_autocast(torch.bfloat16), tiny_pipeline())
+    ]
+    assert maps[0].dtype == np.float32 and np.abs(maps[0] - maps[1]).mean() < 0.25  # px of CoC (|map| <= 25)
+    assert np.array_equal(autocast.enable_autocast(None)(gradient, output_type="np").images[0], gradient)
+    with pytest.raises(ValueError, match="dtype"):
+        autocast.enable_autocast(torch.float64)
+
+
+def test_cli_bfloat16_loads_float32_weights_under_autocast(tmp_path):
+    from defocusgan_hf.cli.common import _load_pipeline
+
+    tiny_pipeline().save_pretrained(tmp_path / "tiny")
+    pipe = _load_pipeline(str(tmp_path / "tiny"), "cpu", "bfloat16", quiet=True)
+    assert pipe.deblur_net.dtype == torch.float32 and pipe._autocast_dtype == torch.bfloat16
+    assert pipe.deblur_net.head.weight.is_contiguous(memory_format=torch.channels_last)
+    assert _load_pipeline(str(tmp_path / "tiny"), "cpu", "float32", quiet=True)._autocast_dtype is None
