@@ -71,3 +71,16 @@ def test_the_cli_writes_the_table_json_and_contact_sheet(tmp_path):
     assert results["results"]["tiny"]["overall"]["psnr_mean"] == PSNR_CAP
     assert "bright_discs" in (out / "results.md").read_text() and (out / "contact_sheet.png").is_file()
     assert main(["--dataset", "battery", "--model", str(tmp_path / "model"), "--output_dir", str(out)]) == 2
+
+
+def test_the_bf16_row_runs_under_autocast_and_keeps_an_identity_net_exact(tmp_path):
+    torch.manual_seed(0)
+    net = DefocusDeblurNet(level_channels=(4, 4, 8, 8, 8), branch_depths=(0, 1, 1, 1), output_residual="luma")
+    DefocusDeblurPipeline(deblur_net=net.eval()).save_pretrained(tmp_path / "model")
+    out = tmp_path / "out"
+    assert main(["--dataset", "battery", "--model", str(tmp_path / "model"), "--model_label", "tiny",
+                 "--bfloat16_row", "--output_dir", str(out)]) == 0  # fmt: skip
+    results = json.loads((out / "results.json").read_text())["results"]
+    assert set(results) == {"tiny", "tiny (bf16)"}
+    # a zero residual added to the float32 image: exact (bf16 weights would round the image to 8 mantissa bits)
+    assert results["tiny (bf16)"]["overall"]["psnr_mean"] == PSNR_CAP
