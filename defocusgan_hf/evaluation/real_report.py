@@ -301,7 +301,7 @@ def run_real_evaluation(args: argparse.Namespace, info: dict) -> list[Path]:
         "protocol": protocol(shift),
         "shift_tolerance_px": shift,
         "erosion_px": args.erosion if layout == "masked_photos" else None,
-        "models": {label: source for label, (source, _) in models.items()},
+        "models": {label: source for label, (source, *_) in models.items()},
         "subsets": subsets,
         "results": summaries,
         "dual_pixel": dual_pixel,
