@@ -14,15 +14,26 @@ A CoC that varies inside a layer (slanted planes, ramps) is split into sub-layer
 (linear interpolation between the two nearest grid radii), each sub-layer is blurred with its own PSFs, and the
 sub-layers of a layer are summed (light is scattered, not gathered). The background layer is normalised by its
 blurred alpha, which removes the small gain errors where the radius changes from one sub-layer to the next.
-Convolutions are :func:`~defocusgan_hf.models.reblur.fft_convolve`, batched over all the scenes that use a
-sub-layer; a zero radius is an exact identity. Everything runs on the tensors' device.
+Convolutions are FFT convolutions with reflected borders (as :func:`~defocusgan_hf.models.reblur.fft_convolve`),
+batched over all the scenes that use a sub-layer; a zero radius is an exact identity. Everything runs on the
+tensors' device.
+
+The grid range of every layer and scene is read from the device once per batch (one host sync, a "plan"), and the
+sub-layers of a layer are summed in the frequency domain: each sub-layer's input gets one real FFT at a common,
+FFT-friendly size (the layer's largest kernel support; a smaller kernel is zero-padded to it, which leaves the
+convolution as it was), its spectrum is multiplied by the cached spectra of its left and right PSFs and added up,
+and one inverse FFT per layer and view brings the sum back. The result is that of convolving each sub-layer on its
+own (:func:`_render_layers_per_sublayer`, the former path, kept as a reference) up to float rounding.
 """
 
 from __future__ import annotations
 
-import torch
+from collections import OrderedDict
 
-from ..models.reblur import fft_convolve
+import torch
+import torch.nn.functional as F
+
+from ..models.reblur import fft_convolve, next_fast_len
 from .psf import DualPixelPSFBank
 
 
@@ -32,6 +43,130 @@ def _blur_views(inputs: torch.Tensor, index: int, bank: DualPixelPSFBank) -> tor
         return torch.stack([inputs, inputs], dim=1)
     kernels = bank.kernels(index, max(inputs.shape[-2:]), inputs.device, inputs.dtype)
     return fft_convolve(inputs, kernels)
+
+
+def _check_shapes(layers: torch.Tensor, alpha: torch.Tensor, coc: torch.Tensor) -> None:
+    B, L, C, H, W = layers.shape
+    if alpha.shape != (B, L, 1, H, W) or coc.shape != (B, L, 1, H, W):
+        raise ValueError(
+            f"`alpha` {tuple(alpha.shape)} and `coc` {tuple(coc.shape)} must be {(B, L, 1, H, W)} like `layers`."
+        )
+
+
+def _plan(
+    alpha: torch.Tensor, position: torch.Tensor
+) -> tuple[torch.Tensor, list[list[bool]], list[list[int]], list[list[int]]]:
+    """Per layer and scene: whether the layer is present (``(B, L)`` on the device, and as lists), and the lowest
+    and highest grid index its CoC needs (those around its CoC values where the mask is non-zero), read from the
+    device in one go."""
+    inside = alpha > 0  # (B, L, 1, H, W)
+    big = torch.finfo(position.dtype).max
+    present = inside.flatten(2).any(dim=2)  # (B, L)
+    low = torch.where(inside, position, big).flatten(2).amin(dim=2).floor()
+    high = torch.where(inside, position, -big).flatten(2).amax(dim=2).ceil()
+    # Absent layers get an empty range (no grid index), present ones their own.
+    low = torch.where(present, low, 0.0)
+    high = torch.where(present, high, -1.0)
+    table = torch.stack([present.to(low.dtype), low, high]).transpose(1, 2).tolist()  # (3, L, B)
+    present_l = [[bool(v) for v in row] for row in table[0]]
+    low_l = [[int(v) for v in row] for row in table[1]]
+    high_l = [[int(v) for v in row] for row in table[2]]
+    return present, present_l, low_l, high_l
+
+
+SPECTRUM_CACHE_BYTES = 64 * 2**20  # per bank: kernel spectra kept for reuse (least recently used dropped first)
+
+
+def _kernel_spectrum(
+    bank: DualPixelPSFBank, index: int, image_size: int, pad: int, size: tuple[int, int], device, dtype
+) -> torch.Tensor:
+    """``(2, size[0], size[1] // 2 + 1)`` rfft2 of grid index's (left, right) kernels centred in a ``2 pad + 1``
+    support, cached on the bank per (index, support, FFT size, device, dtype) within ``SPECTRUM_CACHE_BYTES``."""
+    cache = bank.__dict__.get("_spectrum_cache")
+    if cache is None:
+        cache = bank.__dict__["_spectrum_cache"] = OrderedDict()
+    key = (index, image_size, pad, size, str(device), dtype)
+    spectrum = cache.get(key)
+    if spectrum is not None:
+        cache.move_to_end(key)
+        return spectrum
+    kernels = bank.kernels(index, image_size, device, dtype)
+    extra = pad - kernels.shape[-1] // 2
+    spectrum = torch.fft.rfft2(F.pad(kernels, (extra, extra, extra, extra)), s=size)
+    nbytes = spectrum.numel() * spectrum.element_size()
+    total = sum(v.numel() * v.element_size() for v in cache.values()) + nbytes
+    while cache and total > SPECTRUM_CACHE_BYTES:
+        _, dropped = cache.popitem(last=False)
+        total -= dropped.numel() * dropped.element_size()
+    if nbytes <= SPECTRUM_CACHE_BYTES:
+        cache[key] = spectrum
+    return spectrum
+
+
+def _blur_layer(
+    layers: torch.Tensor,
+    position: torch.Tensor,
+    alpha: torch.Tensor,
+    wanted: list[int],
+    low: list[int],
+    high: list[int],
+    bank: DualPixelPSFBank,
+) -> torch.Tensor:
+    """``(B, 2, C + 1, H, W)``: one layer's weighted colour and weight, blurred by every sub-layer's left and right
+    PSFs and summed over sub-layers (scenes not in ``wanted`` stay zero)."""
+    B, C, H, W = layers.shape
+    device, dtype = layers.device, layers.dtype
+    compute_dtype = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+    image_size = max(H, W)
+    accumulated = layers.new_zeros(B, 2, C + 1, H, W)
+    indices = range(min(low[b] for b in wanted), max(high[b] for b in wanted) + 1)
+    members = {k: [b for b in wanted if low[b] <= k <= high[b]] for k in indices}
+    members = {k: m for k, m in members.items() if m}
+    # Kernels whose support fits reflected borders share one FFT size; larger ones (tiny images) are replicated.
+    groups: dict[bool, list[tuple[int, int]]] = {}
+    for k in members:
+        if k == 0:
+            continue
+        half = bank.kernels(k, image_size, device, dtype).shape[-1] // 2
+        groups.setdefault(half < min(H, W), []).append((k, half))
+
+    def sub_layer_inputs(k: int, scenes: list[int]) -> tuple[torch.Tensor | None, torch.Tensor]:
+        everyone = len(scenes) == B
+        idx = None if everyone else torch.tensor(scenes, device=device)
+        pos, a, colour = (position, alpha, layers) if everyone else (position[idx], alpha[idx], layers[idx])
+        weight = (1 - (pos - k).abs()).clamp_min(0) * a  # (n, 1, H, W)
+        return idx, torch.cat([colour * weight, weight], dim=1)
+
+    if 0 in members:  # a zero radius is an identity: both views get the inputs as they are
+        idx, inputs = sub_layer_inputs(0, members[0])
+        both = torch.stack([inputs, inputs], dim=1)
+        if idx is None:
+            accumulated += both
+        else:
+            accumulated.index_add_(0, idx, both)
+    for reflect, entries in groups.items():
+        # The support is widened to what the FFT size holds anyway, so that few distinct (support, size) pairs
+        # occur and the kernel spectra cache well; a wider zero-padded support leaves the convolution as it was.
+        need = max(half for _, half in entries)
+        size = (next_fast_len(H + 2 * need, real=True), next_fast_len(W + 2 * need, real=True))
+        pad = min((size[0] - H) // 2, (size[1] - W) // 2)
+        if reflect:
+            pad = min(pad, min(H, W) - 1)
+        total = None
+        for k, _ in entries:
+            idx, inputs = sub_layer_inputs(k, members[k])
+            padded = F.pad(inputs, (pad, pad, pad, pad), mode="reflect" if reflect else "replicate")
+            spectrum = torch.fft.rfft2(padded.to(compute_dtype), s=size)[:, None]  # (n, 1, C + 1, h, w)
+            product = spectrum * _kernel_spectrum(bank, k, image_size, pad, size, device, compute_dtype)[:, None]
+            if idx is None:
+                total = product if total is None else total + product
+            else:
+                if total is None:
+                    total = product.new_zeros(B, *product.shape[1:])
+                total.index_add_(0, idx, product)
+        out = torch.fft.irfft2(total, s=size)[..., 2 * pad : 2 * pad + H, 2 * pad : 2 * pad + W]
+        accumulated += out.to(dtype)
+    return accumulated
 
 
 def render_layers(
@@ -48,11 +183,35 @@ def render_layers(
     Returns:
         ``(left, right)``, each ``(B, C, H, W)`` in the units of ``layers``.
     """
+    _check_shapes(layers, alpha, coc)
     B, L, C, H, W = layers.shape
-    if alpha.shape != (B, L, 1, H, W) or coc.shape != (B, L, 1, H, W):
-        raise ValueError(
-            f"`alpha` {tuple(alpha.shape)} and `coc` {tuple(coc.shape)} must be {(B, L, 1, H, W)} like `layers`."
+    position = coc.clamp(-bank.max_coc, bank.max_coc) / bank.step  # grid units
+    on_device, present, low, high = _plan(alpha, position)
+    views = layers.new_zeros(B, 2, C, H, W)
+    for layer in range(L):
+        wanted = [b for b in range(B) if present[layer][b]]
+        if not wanted:
+            continue
+        accumulated = _blur_layer(
+            layers[:, layer], position[:, layer], alpha[:, layer], wanted, low[layer], high[layer], bank
         )
+        premultiplied, coverage = accumulated[:, :, :C], accumulated[:, :, C:]
+        keep = on_device[:, layer].view(B, 1, 1, 1, 1)
+        if layer == 0:
+            views = torch.where(keep, premultiplied / coverage.clamp_min(1e-6), views)
+        else:
+            views = torch.where(keep, premultiplied + (1 - coverage.clamp(0, 1)) * views, views)
+    views = views.clamp_min(0)
+    return views[:, 0], views[:, 1]
+
+
+def _render_layers_per_sublayer(
+    layers: torch.Tensor, alpha: torch.Tensor, coc: torch.Tensor, bank: DualPixelPSFBank
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The former :func:`render_layers` (kept as the reference the tests and the throughput benchmark compare
+    with): the grid range read from the device per layer, one FFT convolution per sub-layer."""
+    _check_shapes(layers, alpha, coc)
+    B, L, C, H, W = layers.shape
     step = bank.step
     position = coc.clamp(-bank.max_coc, bank.max_coc) / step  # grid units
     views = layers.new_zeros(B, 2, C, H, W)

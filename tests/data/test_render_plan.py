@@ -1,0 +1,77 @@
+"""The planned renderer (one grid plan per batch, sub-layers summed in the frequency domain) gives the outputs of
+the former per-sub-layer path (``_render_layers_per_sublayer``) and leaves the random stream as it was."""
+
+import pytest
+import torch
+
+import defocusgan_hf.data.synthetic as synthetic
+from defocusgan_hf.data import DualPixelConfig, DualPixelPSFBank, DualPixelRenderer, render_layers
+from defocusgan_hf.data.psf_families import FamilyPSFBank, PSFShape
+from defocusgan_hf.data.render import _render_layers_per_sublayer
+
+TOLERANCE = 1e-5
+
+
+def _renders(config, sharp, seed, monkeypatch):
+    renderer = DualPixelRenderer(config)
+    with monkeypatch.context() as patch:
+        patch.setattr(synthetic, "render_layers", _render_layers_per_sublayer)
+        reference_generator = torch.Generator().manual_seed(seed)
+        reference = renderer(sharp, reference_generator)
+    generator = torch.Generator().manual_seed(seed)
+    planned = renderer(sharp, generator)
+    return reference, planned, reference_generator, generator
+
+
+@pytest.mark.parametrize("name", ["eq3", "varied"])
+@pytest.mark.parametrize("seed", [0, 3])
+def test_renderer_matches_the_per_sublayer_path(name, seed, monkeypatch):
+    sharp = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(100 + seed))
+    reference, planned, g_ref, g_new = _renders(DualPixelConfig.named(name), sharp, seed, monkeypatch)
+    assert planned.keys() == reference.keys()
+    for key in reference:
+        assert planned[key].dtype == torch.float32
+        difference = (planned[key] - reference[key]).abs().max().item()
+        assert difference <= TOLERANCE, (key, difference)
+    # The same number of draws: the generators end in the same state.
+    assert torch.equal(g_ref.get_state(), g_new.get_state())
+
+
+def _random_layers(B, L, H, W, seed, max_coc):
+    g = torch.Generator().manual_seed(seed)
+    layers = torch.rand(B, L, 3, H, W, generator=g)
+    alpha = (torch.rand(B, L, 1, H, W, generator=g) > 0.5).float() * torch.rand(B, L, 1, 1, 1, generator=g)
+    alpha[:, 0] = 1
+    alpha[0, 1] = 0  # a layer absent from one scene of the batch
+    base = (torch.rand(B, L, 1, 1, 1, generator=g) * 2 - 1) * max_coc
+    ramp = torch.linspace(-3, 3, W).view(1, 1, 1, 1, W)  # a CoC varying inside each layer: several sub-layers
+    coc = (base + ramp).clamp(-max_coc, max_coc).expand(B, L, 1, H, W).clone()
+    coc[1, 2] = 0  # an in-focus layer (identity sub-layer only)
+    return layers, alpha, coc
+
+
+@pytest.mark.parametrize(
+    "bank, shape",
+    [
+        (DualPixelPSFBank(max_coc=12), (3, 4, 48, 40)),
+        (DualPixelPSFBank(max_coc=9, step=0.5), (2, 3, 32, 32)),
+        (FamilyPSFBank(PSFShape("cat_eye", rotation=0.7), max_coc=10, offset=0.1, vertical=True), (2, 3, 40, 40)),
+        (DualPixelPSFBank(max_coc=20), (2, 3, 12, 16)),  # kernels wider than the image: replicated borders
+    ],
+)
+def test_render_layers_matches_the_per_sublayer_path(bank, shape):
+    B, L, H, W = shape
+    layers, alpha, coc = _random_layers(B, L, H, W, seed=B * H + W, max_coc=bank.max_coc)
+    for reference, planned in zip(
+        _render_layers_per_sublayer(layers, alpha, coc, bank), render_layers(layers, alpha, coc, bank)
+    ):
+        assert (planned - reference).abs().max().item() <= TOLERANCE
+    # A second call reuses the cached kernel spectra and gives the same result.
+    again = render_layers(layers, alpha, coc, bank)
+    assert torch.equal(again[0], render_layers(layers, alpha, coc, bank)[0])
+
+
+def test_render_layers_shape_check():
+    bank = DualPixelPSFBank(max_coc=4)
+    with pytest.raises(ValueError, match="must be"):
+        render_layers(torch.rand(1, 2, 3, 8, 8), torch.ones(1, 1, 1, 8, 8), torch.zeros(1, 2, 1, 8, 8), bank)
