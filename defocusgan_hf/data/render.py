@@ -74,6 +74,7 @@ def _plan(
     return present, present_l, low_l, high_l
 
 
+GROUP_AREA_RATIO = 1.5  # see _blur_layer
 SPECTRUM_CACHE_BYTES = 64 * 2**20  # per bank: kernel spectra kept for reuse (least recently used dropped first)
 
 
@@ -122,13 +123,19 @@ def _blur_layer(
     indices = range(min(low[b] for b in wanted), max(high[b] for b in wanted) + 1)
     members = {k: [b for b in wanted if low[b] <= k <= high[b]] for k in indices}
     members = {k: m for k, m in members.items() if m}
-    # Kernels whose support fits reflected borders share one FFT size; larger ones (tiny images) are replicated.
-    groups: dict[bool, list[tuple[int, int]]] = {}
-    for k in members:
-        if k == 0:
-            continue
-        half = bank.kernels(k, image_size, device, dtype).shape[-1] // 2
-        groups.setdefault(half < min(H, W), []).append((k, half))
+    # Kernels whose support fits reflected borders share FFT sizes; larger ones (tiny images) are replicated. Within
+    # each, sub-layers are grouped by support, a new group (one more inverse FFT) starting where the padded area
+    # would exceed GROUP_AREA_RATIO times the group's first, so small kernels are not transformed at a large size.
+    halves = {k: bank.kernels(k, image_size, device, dtype).shape[-1] // 2 for k in members if k != 0}
+    groups: list[tuple[bool, list[tuple[int, int]]]] = []
+    for k in sorted(halves, key=lambda k: (halves[k] >= min(H, W), halves[k])):
+        half, reflect = halves[k], halves[k] < min(H, W)
+        if groups and groups[-1][0] == reflect:
+            first = groups[-1][1][0][1]
+            if (H + 2 * half) * (W + 2 * half) <= GROUP_AREA_RATIO * (H + 2 * first) * (W + 2 * first):
+                groups[-1][1].append((k, half))
+                continue
+        groups.append((reflect, [(k, half)]))
 
     def sub_layer_inputs(k: int, scenes: list[int]) -> tuple[torch.Tensor | None, torch.Tensor]:
         everyone = len(scenes) == B
@@ -144,7 +151,7 @@ def _blur_layer(
             accumulated += both
         else:
             accumulated.index_add_(0, idx, both)
-    for reflect, entries in groups.items():
+    for reflect, entries in groups:
         # The support is widened to what the FFT size holds anyway, so that few distinct (support, size) pairs
         # occur and the kernel spectra cache well; a wider zero-padded support leaves the convolution as it was.
         need = max(half for _, half in entries)

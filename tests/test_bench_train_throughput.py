@@ -1,0 +1,28 @@
+"""benchmarks/bench_train_throughput.py --quick runs and reports every figure, positive and finite."""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import bench_train_throughput  # noqa: E402
+
+
+def test_quick_run_reports_every_figure(tmp_path):
+    output = tmp_path / "train.json"
+    argv = ["--quick", "--devices", "cpu", "--resolution", "32", "--repeats", "1", "--no_progress"]
+    bench_train_throughput.main([*argv, "--threads", "1", "--output", str(output)])
+    results = json.loads(output.read_text())["results"]
+    figures = dict(bench_train_throughput.leaves(results))
+    for preset in ("default", "varied"):
+        assert f"sources.{preset}.images_per_s" in figures
+        for name in ("old_images_per_s", "new_images_per_s", "ratio_new_over_old"):
+            assert f"render.cpu.{preset}.{name}" in figures
+            for precision in ("fp32", "bf16"):
+                assert f"together.cpu.{preset}.{precision}.{name}" in figures
+    for precision in ("fp32", "bf16"):
+        for critic in ("with", "without"):
+            assert f"step.cpu.{precision}.{critic}_critic_images_per_s" in figures
+    assert all(math.isfinite(v) and v > 0 for v in figures.values()), figures
