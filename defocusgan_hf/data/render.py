@@ -202,12 +202,8 @@ def render_layers(
         accumulated = _blur_layer(
             layers[:, layer], position[:, layer], alpha[:, layer], wanted, low[layer], high[layer], bank
         )
-        premultiplied, coverage = accumulated[:, :, :C], accumulated[:, :, C:]
         keep = on_device[:, layer].view(B, 1, 1, 1, 1)
-        if layer == 0:
-            views = torch.where(keep, premultiplied / coverage.clamp_min(1e-6), views)
-        else:
-            views = torch.where(keep, premultiplied + (1 - coverage.clamp(0, 1)) * views, views)
+        views = _composite_over(views, accumulated, keep, first=layer == 0)
     views = views.clamp_min(0)
     return views[:, 0], views[:, 1]
 
@@ -246,14 +242,20 @@ def _render_layers_per_sublayer(
                 accumulated += _blur_views(inputs, index, bank)
             else:
                 accumulated.index_add_(0, idx, _blur_views(inputs, index, bank))
-        premultiplied, coverage = accumulated[:, :, :C], accumulated[:, :, C:]
-        keep = present.view(B, 1, 1, 1, 1)
-        if layer == 0:
-            views = torch.where(keep, premultiplied / coverage.clamp_min(1e-6), views)
-        else:
-            views = torch.where(keep, premultiplied + (1 - coverage.clamp(0, 1)) * views, views)
+        views = _composite_over(views, accumulated, present.view(B, 1, 1, 1, 1), first=layer == 0)
     views = views.clamp_min(0)
     return views[:, 0], views[:, 1]
+
+
+def _composite_over(views: torch.Tensor, accumulated: torch.Tensor, keep: torch.Tensor, first: bool) -> torch.Tensor:
+    """One blurred layer over the views so far, ``(B, 2, C, H, W)``: ``accumulated`` ``(B, 2, C + 1, H, W)`` holds
+    the premultiplied colour and the blurred coverage; the first (farthest) layer is normalised by its coverage
+    instead. Scenes where ``keep`` ``(B, 1, 1, 1, 1)`` is False keep their views."""
+    C = views.shape[2]
+    premultiplied, coverage = accumulated[:, :, :C], accumulated[:, :, C:]
+    if first:
+        return torch.where(keep, premultiplied / coverage.clamp_min(1e-6), views)
+    return torch.where(keep, premultiplied + (1 - coverage.clamp(0, 1)) * views, views)
 
 
 def composite_sharp(layers: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:

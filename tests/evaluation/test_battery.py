@@ -59,10 +59,15 @@ def test_a_blur_harms_text_and_stripes_more_than_flat_areas(images):
     assert summarise(rows)["overall"]["worst_category"] in ("text", "stripes_checker", "point_lights")
 
 
-def test_the_cli_writes_the_table_json_and_contact_sheet(tmp_path):
+def identity_model(folder):
+    """A tiny untrained luma-residual pipeline saved to ``folder``: its zero tail makes it the identity."""
     torch.manual_seed(0)
     net = DefocusDeblurNet(level_channels=(4, 4, 8, 8, 8), branch_depths=(0, 1, 1, 1), output_residual="luma")
-    DefocusDeblurPipeline(deblur_net=net.eval()).save_pretrained(tmp_path / "model")
+    DefocusDeblurPipeline(deblur_net=net.eval()).save_pretrained(folder)
+
+
+def test_the_cli_writes_the_table_json_and_contact_sheet(tmp_path):
+    identity_model(tmp_path / "model")
     out = tmp_path / "out"
     assert main(["--dataset", "battery", "--model", str(tmp_path / "model"), "--model_label", "tiny",
                  "--output_dir", str(out)]) == 0  # fmt: skip
@@ -74,9 +79,7 @@ def test_the_cli_writes_the_table_json_and_contact_sheet(tmp_path):
 
 
 def test_the_bf16_row_runs_under_autocast_and_keeps_an_identity_net_exact(tmp_path):
-    torch.manual_seed(0)
-    net = DefocusDeblurNet(level_channels=(4, 4, 8, 8, 8), branch_depths=(0, 1, 1, 1), output_residual="luma")
-    DefocusDeblurPipeline(deblur_net=net.eval()).save_pretrained(tmp_path / "model")
+    identity_model(tmp_path / "model")
     out = tmp_path / "out"
     assert main(["--dataset", "battery", "--model", str(tmp_path / "model"), "--model_label", "tiny",
                  "--bfloat16_row", "--output_dir", str(out)]) == 0  # fmt: skip
