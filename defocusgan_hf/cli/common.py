@@ -135,7 +135,8 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
         default="float32",
         choices=("float32", "float16", "bfloat16"),
         help="Precision of the networks' convolutions (autocast; weights, input and output stay float32). "
-        "bfloat16 is 0.7x the time of float32 on whole images on a CPU with AVX-512 bf16 and ~74 dB from it.",
+        "bfloat16: 0.65x the time of float32 on whole images (0.78x in 512-px tiles) on a CPU with AVX-512 "
+        "bf16, 63-74 dB from it (docs/RESULTS.md).",
     )
     parser.add_argument(
         "--max_megapixels",

@@ -111,7 +111,7 @@ class DefocusDeblurPipeline(DiffusionPipeline):
         kept in float32. Unlike bf16 *weights* (``load_pipeline(..., dtype=torch.bfloat16)``), the input image and
         the residual added to it stay float32: bf16 has 8 bits of mantissa, so casting the image itself moves
         bright pixels by up to half a level of 255 and smooth gradients by ~5 dB (the do-no-harm battery), while
-        autocast stays ~74 dB from float32 with no brightness shift (docs/RESULTS.md)."""
+        autocast stays 63-74 dB from float32 on real frames with no brightness shift (docs/RESULTS.md)."""
         if dtype not in (None, torch.bfloat16, torch.float16):
             raise ValueError(f"`dtype` must be None, torch.bfloat16 or torch.float16, got {dtype!r}.")
         self._autocast_dtype = dtype
