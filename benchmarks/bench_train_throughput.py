@@ -7,7 +7,9 @@
 Figures, each in images/s (median of the timed repetitions, after warm-up calls):
 
 - ``sources``: sharp crops made by :class:`~defocusgan_hf.data.SharpImageDataset` with the training sources
-  (skimage, dead leaves, text), one crop per image, in this process (what DataLoader workers pay), per data preset;
+  (skimage, dead leaves, text), one crop per image, in this process (what DataLoader workers pay), per data preset,
+  drawn anew (``images_per_s``) and with the procedural ones read from a crop cache (``cached_images_per_s``,
+  ``--source_cache_dir``; the cache is built before timing), in alternating pairs;
 - ``render``: :class:`~defocusgan_hf.data.DualPixelRenderer` on a sharp batch already on the device, per device and
   data preset, with today's renderer (``new``: :func:`~defocusgan_hf.data.render.render_layers`) and the former one
   (``old``: ``_render_layers_per_sublayer``), timed in pairs of alternating order, with the ratio new / old;
@@ -32,6 +34,7 @@ import math
 import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,6 +51,7 @@ from defocusgan_hf.data import (  # noqa: E402
     synthetic,
 )
 from defocusgan_hf.data import render as render_module  # noqa: E402
+from defocusgan_hf.data.crop_cache import CropCache  # noqa: E402
 from defocusgan_hf.models import DefocusDeblurNet, PatchDiscriminator  # noqa: E402
 from defocusgan_hf.training.losses import GeneratorLoss, critic_loss, defocus_weights  # noqa: E402
 
@@ -103,8 +107,10 @@ def per_second(images: int, times: list[float]) -> float:
 class Sources:
     """Sharp training crops, one batch per call (a fresh index range each time, as a DataLoader would)."""
 
-    def __init__(self, config: DualPixelConfig, resolution: int, batch: int):
-        self.dataset = SharpImageDataset(SOURCES, resolution=resolution, length=2**40, seed=0, config=config)
+    def __init__(self, config: DualPixelConfig, resolution: int, batch: int, crop_cache: CropCache | None = None):
+        self.dataset = SharpImageDataset(
+            SOURCES, resolution=resolution, length=2**40, seed=0, config=config, crop_cache=crop_cache
+        )
         self.batch, self.next = batch, 0
 
     def __call__(self) -> torch.Tensor:
@@ -175,10 +181,17 @@ def run(args: argparse.Namespace) -> dict:
     results: dict = {"sources": {}, "render": {}, "step": {}, "together": {}}
     progress = tqdm(total=steps_total, desc="repetitions", disable=args.no_progress)
     no_sync = synchronizer(torch.device("cpu"))
-    for label in presets:
-        sources = Sources(configs[label], R, B)
-        times = paired_times({"sources": sources}, warmup, reps, no_sync, progress)["sources"]
-        results["sources"][label] = {"images_per_s": per_second(B, times)}
+    with tempfile.TemporaryDirectory() as cache_dir:
+        cache = CropCache(cache_dir, args.cache_tiles, progress=not args.no_progress)
+        for label in presets:
+            fns = {"drawn": Sources(configs[label], R, B), "cached": Sources(configs[label], R, B, cache)}
+            times = paired_times(fns, warmup, reps, no_sync, progress)
+            entry = {
+                "images_per_s": per_second(B, times["drawn"]),
+                "cached_images_per_s": per_second(B, times["cached"]),
+            }
+            entry["ratio_cached_over_drawn"] = entry["cached_images_per_s"] / entry["images_per_s"]
+            results["sources"][label] = entry
     for device in devices:
         sync, key = synchronizer(device), device.type
         results["render"][key], results["step"][key], results["together"][key] = {}, {}, {}
@@ -231,8 +244,10 @@ def run(args: argparse.Namespace) -> dict:
 
 def tables(results: dict) -> str:
     rows = [
-        ["sources", "cpu", label, "-", "-", f"{r['images_per_s']:.1f}", "-"] for label, r in results["sources"].items()
-    ]
+        ["sources (drawn / crop cache)", "cpu", label, "-", f"{r['images_per_s']:.1f}",
+         f"{r['cached_images_per_s']:.1f}", f"{r['ratio_cached_over_drawn']:.2f}"]
+        for label, r in results["sources"].items()
+    ]  # fmt: skip
     for device, per_preset in results["render"].items():
         for label, r in per_preset.items():
             rows.append(
@@ -253,8 +268,9 @@ def tables(results: dict) -> str:
                     ["all together", device, label, precision, f"{r['old_images_per_s']:.1f}",
                      f"{r['new_images_per_s']:.1f}", f"{r['ratio_new_over_old']:.2f}"]
                 )  # fmt: skip
-    headers = ["stage", "device", "data", "precision", "old renderer (img/s)", "img/s (new renderer)", "new / old"]
-    return markdown_table(headers, rows)
+    headers = ["stage", "device", "data", "precision", "before (img/s)", "after (img/s)", "after / before"]
+    note = "\nbefore / after: the old / new renderer; for sources, crops drawn anew / read from the crop cache.\n"
+    return markdown_table(headers, rows) + note
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -273,10 +289,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--warmup", type=int, default=None, help="Untimed calls before timing (default 1; --quick: 1).")
     add("--model_config", default=None, help="JSON DefocusDeblurNet overrides on the 'lean' preset "
         "(default: none; --quick: a tiny net).")  # fmt: skip
+    add("--cache_tiles", type=int, default=None, help="Tiles per procedural source in the crop cache that the "
+        "sources figure reads (built in a temporary folder before timing; default 256; --quick: 4).")  # fmt: skip
     add("--no_progress", action="store_true", help="No tqdm progress bar.")
     args = parser.parse_args(argv)
-    quick = {"batch": 2, "resolution": 32, "repeats": 2, "warmup": 1, "model_config": json.dumps(TINY_GENERATOR)}
-    full = {"batch": 2, "resolution": 256, "repeats": 6, "warmup": 1, "model_config": None}
+    quick = {"batch": 2, "resolution": 32, "repeats": 2, "warmup": 1, "model_config": json.dumps(TINY_GENERATOR),
+             "cache_tiles": 4}  # fmt: skip
+    full = {"batch": 2, "resolution": 256, "repeats": 6, "warmup": 1, "model_config": None, "cache_tiles": 256}
     for name, value in (quick if args.quick else full).items():
         if getattr(args, name) is None:
             setattr(args, name, value)

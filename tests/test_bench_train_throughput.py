@@ -17,7 +17,8 @@ def test_quick_run_reports_every_figure(tmp_path):
     results = json.loads(output.read_text())["results"]
     figures = dict(bench_train_throughput.leaves(results))
     for preset in ("default", "varied"):
-        assert f"sources.{preset}.images_per_s" in figures
+        for name in ("images_per_s", "cached_images_per_s", "ratio_cached_over_drawn"):
+            assert f"sources.{preset}.{name}" in figures
         for name in ("old_images_per_s", "new_images_per_s", "ratio_new_over_old"):
             assert f"render.cpu.{preset}.{name}" in figures
             for precision in ("fp32", "bf16"):

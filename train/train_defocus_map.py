@@ -363,7 +363,9 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         )
 
     renderer = DualPixelRenderer(synthetic_config(args, max_coc=args.max_coc))
-    iterator = iter(step_loader(training_dataset(args), args, accelerator, start_step))
+    with accelerator.main_process_first():  # one process builds the --source_cache_dir banks, the rest read them
+        dataset = training_dataset(args)
+    iterator = iter(step_loader(dataset, args, accelerator, start_step))
     real_batch = None
     if args.real_dp_sources:
         captures, described = [], []

@@ -235,7 +235,8 @@ class Batches:
         self.args, self.accelerator, self.defocus_net = args, accelerator, defocus_net
         if args.dataset == "dpdd" and defocus_net is None:
             raise SystemExit("--dataset dpdd has no true CoC maps: pass --defocus_model (a stage-1 checkpoint).")
-        dataset = training_dataset(args)
+        with accelerator.main_process_first():  # one process builds the --source_cache_dir banks, the rest read them
+            dataset = training_dataset(args)
         self.renderer = None
         if args.dataset == "synthetic":
             config = synthetic_config(args)

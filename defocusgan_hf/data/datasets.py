@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .config import DualPixelConfig
+from .crop_cache import CropCache
 from .procedural import DeadLeavesSource
 from .sources import DEFAULT_TRAIN_SOURCES, CUHKInFocusSource, ImageSource, MixedSource, augment, build_source
 from .synthetic import DualPixelRenderer
@@ -50,6 +51,9 @@ class SharpImageDataset(Dataset):
         resolution: crop side in pixels.
         length: number of samples per epoch (sources are unlimited).
         config: only its sharp-source fields matter here (``cuhk_in_focus_root``: see :func:`engine_source`).
+        crop_cache: draw the procedural sources (dead leaves, text) once into banks of ``resolution``-px tiles under
+            ``crop_cache.cache_dir`` and crop from those (:class:`~defocusgan_hf.data.crop_cache.CropCache`; built
+            here, in the constructing process, seeded by ``seed``). ``None``: draw every crop anew.
     """
 
     def __init__(
@@ -61,12 +65,15 @@ class SharpImageDataset(Dataset):
         color_jitter: float = 0.1,
         flip: bool = True,
         config: DualPixelConfig | None = None,
+        crop_cache: CropCache | None = None,
     ):
         if resolution < 16:
             raise ValueError(f"`resolution` must be at least 16 pixels, got {resolution}.")
         if length < 1:
             raise ValueError(f"`length` must be positive, got {length}.")
         self.source = engine_source(sources, config)
+        if crop_cache is not None:
+            self.source = crop_cache.wrap(self.source, tile_size=int(resolution), seed=int(seed))
         self.resolution, self.length, self.seed = int(resolution), int(length), int(seed)
         self.color_jitter, self.flip, self.epoch = color_jitter, flip, 0
 

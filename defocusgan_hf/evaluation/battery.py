@@ -273,7 +273,8 @@ def write_battery_outputs(output_dir: Path, table: str, info: dict, rows: dict, 
 
 
 def run_battery_evaluation(args, info: dict) -> list[Path]:
-    """``defocusgan-eval --dataset battery``: ``--model`` and ``--extra_models`` on the battery;
+    """``defocusgan-eval --dataset battery``: ``--model`` (with ``--self_ensemble`` / ``--bfloat16_row`` rows) and
+    ``--extra_models`` on the battery;
     prints the table, writes ``results.md``, ``results.json`` and ``contact_sheet.png``; returns the paths."""
     from .methods import load_deblur_pipeline
     from .real_report import _restorer, parse_extra_models
@@ -285,15 +286,17 @@ def run_battery_evaluation(args, info: dict) -> list[Path]:
     if args.model is None:
         raise ValueError("--dataset battery needs --model (a pipeline folder or Hub id).")
     label = args.model_label or f"DefocusGAN ({Path(args.model).name})"
-    models = {label: (args.model, False)}  # label -> (source, bf16)
+    models = {label: (args.model, False, False)}  # label -> (source, bf16, self-ensemble)
+    if getattr(args, "self_ensemble", False):
+        models[f"{label} + x8 self-ensemble"] = (args.model, False, True)
     if getattr(args, "bfloat16_row", False):
-        models[f"{label} (bf16)"] = (args.model, True)
-    models.update({label: (path, False) for label, path in parse_extra_models(args.extra_models).items()})
+        models[f"{label} (bf16)"] = (args.model, True, False)
+    models.update({label: (path, False, False) for label, path in parse_extra_models(args.extra_models).items()})
     images = battery_images(args.battery_seed)
     rows, summaries, outputs = {}, {}, {}
-    for label, (source, bfloat16) in models.items():
+    for label, (source, bfloat16, ensemble) in models.items():
         pipe = load_deblur_pipeline(source, args.device, bfloat16)
-        restore = _restorer(pipe, args.tile_size or None, args.tile_overlap)
+        restore = _restorer(pipe, args.tile_size or None, args.tile_overlap, ensemble)
         rows[label], outputs[label] = evaluate_battery(restore, images)
         summaries[label] = summarise(rows[label])
     table = format_battery_table(summaries, args.battery_seed)

@@ -138,6 +138,20 @@ def add_common_args(parser: argparse.ArgumentParser, default_output_dir: str, de
     add("--hub_model_id", default=None, help="Hub repo id for --push_to_hub.")
     add("--seed", type=int, default=0, help="Seed of the model init and of the data stream.")
     add("--dataloader_num_workers", type=int, default=0)
+    add(
+        "--source_cache_dir",
+        default=None,
+        help="Draw the procedural sharp sources (dead leaves, text) once into banks of --resolution-px tiles in this "
+        "folder (uint16 .npy, memory-mapped, reused by later runs with the same settings and seed) and crop from them: "
+        "sources at GPU rates. Default: every crop drawn anew.",
+    )
+    add(
+        "--source_cache_size",
+        type=int,
+        default=4096,
+        help="Tiles per procedural source in --source_cache_dir (each 6 bytes per pixel; the content repeats after "
+        "this many, with new flips and colour jitter).",
+    )
     add("--num_threads", type=int, default=None, help="torch CPU threads per process (default: torch's choice).")
     add(
         "--use_ema", action="store_true", help="Keep an EMA of the trained net's weights; validation and export use it."

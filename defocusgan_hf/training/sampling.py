@@ -84,11 +84,17 @@ def training_dataset(args: argparse.Namespace) -> Dataset:
             DPDDDataset(args.dpdd_root, split="train", crop_size=args.resolution, seed=args.seed), seed=args.seed
         )
     from ..data import SharpImageDataset
+    from ..data.crop_cache import CropCache
     from .args import synthetic_config
 
     sources = ["skimage", "dead_leaves", "text"] + ([args.image_dir] if args.image_dir else [])
     config = synthetic_config(args) if hasattr(args, "data_config") else None  # its sharp sources (CUHK in-focus)
-    return SharpImageDataset(sources, resolution=args.resolution, length=2**40, seed=args.seed, config=config)
+    cache = None
+    if getattr(args, "source_cache_dir", None):
+        cache = CropCache(args.source_cache_dir, args.source_cache_size, num_workers=args.dataloader_num_workers)
+    return SharpImageDataset(
+        sources, resolution=args.resolution, length=2**40, seed=args.seed, config=config, crop_cache=cache
+    )
 
 
 def step_loader(dataset: Dataset, args: argparse.Namespace, accelerator: Accelerator, start_step: int) -> DataLoader:

@@ -45,12 +45,14 @@ def real_root(tmp_path, real_scenes):
 def dry_run(recipe: str, tmp_path: Path, real: Path) -> tuple[Path, str]:
     out = tmp_path / "out"
     env = {**os.environ, **DRY_RUN, "OUT": str(out), "RUN_DIR": str(tmp_path / "run"), "REAL_ROOT": str(real),
-           "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}  # fmt: skip
+           "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE",
+           "SOURCE_CACHE": str(tmp_path / "crop_cache"), "SOURCE_CACHE_SIZE": "3"}  # fmt: skip
     command = ["bash", str(ROOT / "train" / "recipes" / recipe), "--num_threads", "1"]
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert len(files) <= 8 and all(f.count("/") <= 2 for f in files), files  # what the device tool hands back
+    assert len(list((tmp_path / "crop_cache").glob("*.npy"))) == 2  # dead leaves and text, outside $OUT
     return out, result.stdout
 
 

@@ -4,7 +4,9 @@
 # Knobs (environment): OUT (default outputs/$recipe), RUN_DIR (runs/$recipe, a scratch folder of the recipe, wiped
 # first), MINUTES (training budget, default 8), MAX_STEPS, RESOLUTION, BATCH, VAL_SAMPLES, WORKERS, SEED, PRECISION
 # (bf16), REAL_ROOT (../shared/real), EVAL (1; 0 skips the evaluation and prints its commands), REQUIRE_GPU (1;
-# 0 runs on whatever device there is, for dry runs), PYTHON (python3), INIT_FROM (checkpoints/defocusgan-synthetic).
+# 0 runs on whatever device there is, for dry runs), PYTHON (python3), INIT_FROM (checkpoints/defocusgan-synthetic),
+# SOURCE_CACHE (/tmp/defocusgan_crop_cache: dead leaves and text drawn once into banks there, --source_cache_dir;
+# "none" draws every crop anew; keep it out of $OUT, which travels back) and SOURCE_CACHE_SIZE (2048 tiles a source).
 started=$(date +%s)
 py=${PYTHON:-python3}
 out=${OUT:-outputs/$recipe}
@@ -15,6 +17,11 @@ minutes=${MINUTES:-8}
 max_steps=${MAX_STEPS:-1000000000}
 precision=${PRECISION:-bf16}
 workers=${WORKERS:-8}
+source_cache=${SOURCE_CACHE:-/tmp/defocusgan_crop_cache}
+cache_flags=()
+if [ "$source_cache" != none ]; then
+  cache_flags=(--source_cache_dir "$source_cache" --source_cache_size "${SOURCE_CACHE_SIZE:-2048}")
+fi
 mkdir -p "$out"
 if ! "$py" -c "import diffusers" 2>/dev/null; then  # the GPU image has no diffusers: carry its wheels in .whl
   if ! ls .whl/*.whl >/dev/null 2>&1; then

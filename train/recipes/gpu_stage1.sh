@@ -35,6 +35,7 @@ launch train/train_defocus_map.py --init_from "$init" --output_dir "$run" "${dat
   --resolution "${RESOLUTION:-256}" --train_batch_size "${BATCH:-8}" --mixed_precision "$precision" --channels_last \
   --seed "${SEED:-28}" --num_validation_samples "${VAL_SAMPLES:-24}" --validation_steps 1000 \
   --checkpointing_steps 1000 --checkpoints_total_limit 1 --logging_steps 50 --dataloader_num_workers "$workers" \
+  "${cache_flags[@]}" \
   --save_dtype fp16 --max_train_steps "$max_steps" --max_train_minutes "$minutes" "$@"
 rm -rf "$out/defocus_net" && mkdir -p "$out/defocus_net"
 cp "$run"/defocus_net/{config.json,diffusion_pytorch_model.safetensors} "$out/defocus_net/"

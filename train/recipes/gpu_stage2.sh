@@ -37,6 +37,7 @@ launch train/train_defocusgan.py --init_from "$init" --output_dir "$run" "${data
   --ema_decay 0.999 --mixed_precision "$precision" --channels_last --seed "${SEED:-27}" \
   --num_validation_samples "${VAL_SAMPLES:-24}" --validation_steps 1000 --checkpointing_steps 1000 \
   --checkpoints_total_limit 1 --logging_steps 50 --dataloader_num_workers "$workers" \
+  "${cache_flags[@]}" \
   --bundle_defocus_model "$init" --save_dtype fp16 --max_train_steps "$max_steps" --max_train_minutes "$minutes" "$@"
 rm -rf "$out/deblur_net" && mkdir -p "$out/deblur_net"
 cp "$run"/pipeline/deblur_net/{config.json,diffusion_pytorch_model.safetensors} "$out/deblur_net/"
