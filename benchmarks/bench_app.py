@@ -11,6 +11,8 @@
 3. The defocus-map request (DP tab) on a pair of that size, with the default ``DualPixelDefocusNet()``.
 4. With ``--self_ensemble``: the pipeline with the x8 self-ensemble (the app's checkbox) against without, timed
    alternately in the same run, and their ratio.
+5. With ``--bfloat16``: the pipeline under bf16 autocast (float32 weights; ``defocusgan-deblur --dtype bfloat16``)
+   against float32, the app's default, in the app's tiles, timed alternately, and their ratio.
 
 Run it with nothing else on the CPU (``benchmarks/quiet.sh`` pauses a background training run):
     bash benchmarks/quiet.sh python benchmarks/bench_app.py
@@ -50,6 +52,11 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--self_ensemble", action="store_true", help="also time the x8 self-ensemble against the plain pipeline."
+    )
+    parser.add_argument(
+        "--bfloat16",
+        action="store_true",
+        help="also time the pipeline under bf16 autocast (--dtype bfloat16 of the CLI) against float32.",
     )
     parser.add_argument("--skip_startup", action="store_true", help="do not measure the start-up.")
     parser.add_argument("--skip_dual_pixel", action="store_true", help="do not time the defocus-map request.")
@@ -221,22 +228,39 @@ def measure_deblur(args: argparse.Namespace) -> None:
                 f"tile {tile_size} px ({count} tiles), {torch.get_num_threads()} threads: pipeline "
                 f"{statistics.median(times):.2f} s, peak RSS {rss_mb()[1]:.0f} MiB"
             )
+
+        def run(ensemble=False, autocast=None):
+            pipe.enable_autocast(autocast)
+            pipe(loaded, app.TILE_SIZE, app.TILE_OVERLAP, output_type="np", self_ensemble=ensemble)
+            pipe.enable_autocast(None)
+
         if args.self_ensemble:  # the app's checkbox: both settings timed alternately, so load changes hit both
-            times = {False: [], True: []}
-            for ensemble in (False, True):
-                pipe(loaded, app.TILE_SIZE, app.TILE_OVERLAP, output_type="np", self_ensemble=ensemble)  # warm-up
-            for _ in range(args.repeats):
-                for ensemble in (False, True):
-                    start = time.perf_counter()
-                    pipe(loaded, app.TILE_SIZE, app.TILE_OVERLAP, output_type="np", self_ensemble=ensemble)
-                    times[ensemble].append(time.perf_counter() - start)
-            plain, averaged = statistics.median(times[False]), statistics.median(times[True])
+            plain, averaged = alternate({"plain": run, "x8": lambda: run(ensemble=True)}, args.repeats).values()
             print(
                 f"x8 self-ensemble, {torch.get_num_threads()} threads: pipeline {averaged:.2f} s against {plain:.2f} s "
                 f"plain, ratio {averaged / plain:.2f}"
             )
+        if args.bfloat16:  # what `defocusgan-deblur --dtype bfloat16` does, against the app's float32 default
+            fp32, bf16 = alternate({"fp32": run, "bf16": lambda: run(autocast=torch.bfloat16)}, args.repeats).values()
+            print(
+                f"bf16 autocast (float32 weights), {torch.get_num_threads()} threads, tiles {app.TILE_SIZE} px: "
+                f"pipeline {bf16:.2f} s against {fp32:.2f} s in float32, time ratio {bf16 / fp32:.2f}"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def alternate(fns: dict, repeats: int) -> dict[str, float]:
+    """Median seconds of each of ``fns`` after one warm-up call each, the calls interleaved so load changes hit all."""
+    times = {name: [] for name in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main(args: argparse.Namespace) -> None:
