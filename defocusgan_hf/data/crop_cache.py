@@ -30,7 +30,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .procedural import DeadLeavesSource, TextSource
-from .source_base import ImageSource, rand_int
+from .source_base import ImageSource, rand_int, sample_generator
+from .sources import MixedSource
 
 CACHE_FORMAT_VERSION = 1
 PROCEDURAL_SOURCES = (DeadLeavesSource, TextSource)
@@ -54,20 +55,20 @@ def source_key(source: ImageSource) -> str:
 
 
 def _tile_generator(seed: int, source_key: str, index: int) -> torch.Generator:
-    """The generator of tile ``index``: independent streams per ``(seed, source, index)`` (NumPy's SeedSequence)."""
-    entropy = [int(seed) & 0xFFFFFFFF, zlib.crc32(source_key.encode()), int(index)]
-    state = np.random.SeedSequence(entropy).generate_state(2, np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+    """The generator of tile ``index``: independent streams per ``(seed, source, index)``, the source in the place
+    of :func:`~defocusgan_hf.data.source_base.sample_generator`'s epoch."""
+    return sample_generator(seed, index, epoch=zlib.crc32(source_key.encode()))
 
 
 class _Tiles(Dataset):
     """Tile ``i`` of ``source`` as ``(3, T, T)`` uint16, for building the bank with DataLoader workers."""
 
-    def __init__(self, source: ImageSource, tile_size: int, seed: int, source_key: str):
-        self.source, self.tile_size, self.seed, self.source_key = source, tile_size, seed, source_key
+    def __init__(self, source: ImageSource, count: int, tile_size: int, seed: int, source_key: str):
+        self.source, self.count, self.tile_size, self.seed = source, count, tile_size, seed
+        self.source_key = source_key
 
     def __len__(self) -> int:
-        return 2**31
+        return self.count
 
     def __getitem__(self, index: int) -> torch.Tensor:
         tile = self.source.sample(self.tile_size, _tile_generator(self.seed, self.source_key, index))
@@ -132,9 +133,8 @@ class CachedSource(ImageSource):
         try:
             bank = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint16, shape=shape)
             loader = DataLoader(
-                _Tiles(self.source, self.tile_size, self.seed, self.source_key),
+                _Tiles(self.source, self.count, self.tile_size, self.seed, self.source_key),
                 batch_size=None,
-                sampler=range(self.count),
                 num_workers=num_workers,
             )
             bar = tqdm(loader, total=self.count, desc=f"crop cache {self.path.name}", disable=not progress)
@@ -188,8 +188,6 @@ class CropCache:
 
     def wrap(self, source: ImageSource, tile_size: int, seed: int) -> ImageSource:
         """``source`` with every procedural source in it (also inside mixtures) replaced by a cached one."""
-        from .sources import MixedSource
-
         if isinstance(source, MixedSource):
             return MixedSource([self.wrap(s, tile_size, seed) for s in source.sources], source.weights.tolist())
         if isinstance(source, PROCEDURAL_SOURCES):

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from .config import DualPixelConfig
 from .crop_cache import CropCache
 from .procedural import DeadLeavesSource
+from .source_base import sample_generator
 from .sources import DEFAULT_TRAIN_SOURCES, CUHKInFocusSource, ImageSource, MixedSource, augment, build_source
 from .synthetic import DualPixelRenderer
 
@@ -31,12 +31,6 @@ def engine_source(sources, config: DualPixelConfig | None = None) -> ImageSource
         return source
     weight = config.cuhk_in_focus_weight
     return MixedSource([source, CUHKInFocusSource(config.cuhk_in_focus_root)], [1 - weight, weight])
-
-
-def sample_generator(seed: int, index: int, epoch: int = 0) -> torch.Generator:
-    """A CPU generator seeded from ``(seed, epoch, index)`` through NumPy's SeedSequence (independent streams)."""
-    state = np.random.SeedSequence([int(seed), int(epoch), int(index)]).generate_state(2, np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
 class SharpImageDataset(Dataset):

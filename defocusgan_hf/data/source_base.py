@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -17,6 +18,12 @@ def rand_float(generator: torch.Generator, low: float = 0.0, high: float = 1.0) 
 def rand_int(generator: torch.Generator, low: int, high: int) -> int:
     """An integer in [low, high] inclusive."""
     return int(torch.randint(low, high + 1, (1,), generator=generator, device=generator.device))
+
+
+def sample_generator(seed: int, index: int, epoch: int = 0) -> torch.Generator:
+    """A CPU generator seeded from ``(seed, epoch, index)`` through NumPy's SeedSequence (independent streams)."""
+    state = np.random.SeedSequence([int(seed), int(epoch), int(index)]).generate_state(2, np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
 class ImageSource:
