@@ -286,15 +286,15 @@ def run_battery_evaluation(args, info: dict) -> list[Path]:
     if args.model is None:
         raise ValueError("--dataset battery needs --model (a pipeline folder or Hub id).")
     label = args.model_label or f"DefocusGAN ({Path(args.model).name})"
-    models = {label: (args.model, False, False)}  # label -> (source, bf16, self-ensemble)
+    models = {label: (args.model, False, False)}  # label -> (source, self-ensemble, bf16), as in real_report
     if getattr(args, "self_ensemble", False):
-        models[f"{label} + x8 self-ensemble"] = (args.model, False, True)
+        models[f"{label} + x8 self-ensemble"] = (args.model, True, False)
     if getattr(args, "bfloat16_row", False):
-        models[f"{label} (bf16)"] = (args.model, True, False)
+        models[f"{label} (bf16)"] = (args.model, False, True)
     models.update({label: (path, False, False) for label, path in parse_extra_models(args.extra_models).items()})
     images = battery_images(args.battery_seed)
     rows, summaries, outputs = {}, {}, {}
-    for label, (source, bfloat16, ensemble) in models.items():
+    for label, (source, ensemble, bfloat16) in models.items():
         pipe = load_deblur_pipeline(source, args.device, bfloat16)
         restore = _restorer(pipe, args.tile_size or None, args.tile_overlap, ensemble)
         rows[label], outputs[label] = evaluate_battery(restore, images)

@@ -78,23 +78,20 @@ def test_the_cli_writes_the_table_json_and_contact_sheet(tmp_path):
     assert main(["--dataset", "battery", "--model", str(tmp_path / "model"), "--output_dir", str(out)]) == 2
 
 
-def test_the_bf16_row_runs_under_autocast_and_keeps_an_identity_net_exact(tmp_path):
+@pytest.mark.parametrize(
+    "flag, row",
+    [
+        # a zero residual added to the float32 image: exact (bf16 weights would round the image to 8 mantissa bits)
+        ("--bfloat16_row", "tiny (bf16)"),
+        # flips and quarter turns of an identity net, undone and averaged: still the identity
+        ("--self_ensemble", "tiny + x8 self-ensemble"),
+    ],
+)
+def test_an_extra_row_of_the_same_net_keeps_an_identity_net_exact(tmp_path, flag, row):
     identity_model(tmp_path / "model")
     out = tmp_path / "out"
     assert main(["--dataset", "battery", "--model", str(tmp_path / "model"), "--model_label", "tiny",
-                 "--bfloat16_row", "--output_dir", str(out)]) == 0  # fmt: skip
+                 flag, "--output_dir", str(out)]) == 0  # fmt: skip
     results = json.loads((out / "results.json").read_text())["results"]
-    assert set(results) == {"tiny", "tiny (bf16)"}
-    # a zero residual added to the float32 image: exact (bf16 weights would round the image to 8 mantissa bits)
-    assert results["tiny (bf16)"]["overall"]["psnr_mean"] == PSNR_CAP
-
-
-def test_the_self_ensemble_row_averages_the_eight_flips_of_the_same_net(tmp_path):
-    identity_model(tmp_path / "model")
-    out = tmp_path / "out"
-    assert main(["--dataset", "battery", "--model", str(tmp_path / "model"), "--model_label", "tiny",
-                 "--self_ensemble", "--output_dir", str(out)]) == 0  # fmt: skip
-    results = json.loads((out / "results.json").read_text())["results"]
-    assert set(results) == {"tiny", "tiny + x8 self-ensemble"}
-    # flips and quarter turns of an identity net, undone and averaged: still the identity
-    assert results["tiny + x8 self-ensemble"]["overall"]["psnr_mean"] == PSNR_CAP
+    assert set(results) == {"tiny", row}
+    assert results[row]["overall"]["psnr_mean"] == PSNR_CAP
