@@ -34,6 +34,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as app.py sets it, before torch is imported
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_generator's helpers
 READY = "BENCH_APP_READY "
 
 
@@ -251,16 +252,10 @@ def measure_deblur(args: argparse.Namespace) -> None:
 
 
 def alternate(fns: dict, repeats: int) -> dict[str, float]:
-    """Median seconds of each of ``fns`` after one warm-up call each, the calls interleaved so load changes hit all."""
-    times = {name: [] for name in fns}
-    for fn in fns.values():
-        fn()
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+    """Median seconds of each of ``fns`` after one warm-up call each, timed interleaved (``paired_times``)."""
+    from bench_generator import paired_times
+
+    return {name: statistics.median(t) for name, t in paired_times(fns, warmup=1, repeats=repeats).items()}
 
 
 def main(args: argparse.Namespace) -> None:

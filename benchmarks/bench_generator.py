@@ -72,6 +72,29 @@ def time_calls(fn: Callable[[], object], warmup: int, repeats: int) -> list[floa
     return times
 
 
+def paired_times(fns: dict, warmup: int, repeats: int, sync=None, progress=None) -> dict[str, list[float]]:
+    """Seconds per call of each of ``fns``, interleaved: every repetition runs each once, the order reversed on
+    every other repetition (so drifts in machine load hit them alike). ``sync``: called before and after each timed
+    call (``torch.cuda.synchronize`` on a GPU); ``progress``: a tqdm bar updated once per repetition."""
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    times = {name: [] for name in names}
+    for rep in range(repeats):
+        for name in names if rep % 2 == 0 else names[::-1]:
+            if sync is not None:
+                sync()
+            start = time.perf_counter()
+            fns[name]()
+            if sync is not None:
+                sync()
+            times[name].append(time.perf_counter() - start)
+        if progress is not None:
+            progress.update(1)
+    return times
+
+
 def run_worker(script: Path, config: dict, threads: int) -> dict:
     """Run ``script --worker CONFIG`` in a fresh Python process and return the JSON it prints last."""
     # Passive OpenMP waiting: with active spinning (the default), a 2-thread run on 2 cores slows down 10x as soon

@@ -35,14 +35,13 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_generator import load_average, machine_line, markdown_table, save_json  # noqa: E402
+from bench_generator import load_average, machine_line, markdown_table, paired_times, save_json  # noqa: E402
 
 from defocusgan_hf.data import (  # noqa: E402
     DualPixelConfig,
@@ -75,29 +74,6 @@ def renderer_path(name: str):
 
 def synchronizer(device: torch.device):
     return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-
-
-def timed_once(fn, sync) -> float:
-    sync()
-    start = time.perf_counter()
-    fn()
-    sync()
-    return time.perf_counter() - start
-
-
-def paired_times(fns: dict, warmup: int, repeats: int, sync, progress) -> dict[str, list[float]]:
-    """Seconds per call of each of ``fns``, interleaved: every repetition runs each once, the order reversed on
-    every other repetition (so drifts in machine load hit them alike)."""
-    names = list(fns)
-    for _ in range(warmup):
-        for name in names:
-            fns[name]()
-    times = {name: [] for name in names}
-    for rep in range(repeats):
-        for name in names if rep % 2 == 0 else names[::-1]:
-            times[name].append(timed_once(fns[name], sync))
-        progress.update(1)
-    return times
 
 
 def per_second(images: int, times: list[float]) -> float:
