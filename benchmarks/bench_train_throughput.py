@@ -56,7 +56,18 @@ from defocusgan_hf.training.losses import GeneratorLoss, critic_loss, defocus_we
 
 PRESETS = {"default": "eq3", "varied": "varied"}  # label -> DualPixelConfig.named
 PRECISIONS = ("fp32", "bf16")
-RENDERERS = {"old": render_module._render_layers_per_sublayer, "new": render_module.render_layers}
+
+
+def _per_bank(layers, alpha, coc, banks):
+    """The former renderer's way with several banks: each bank rendered on its own (no FFTs shared)."""
+    return [render_module._render_layers_per_sublayer(layers, alpha, coc, bank) for bank in banks]
+
+
+# name -> (render_layers, render_layers_with_banks) that DualPixelRenderer uses
+RENDERERS = {
+    "old": (render_module._render_layers_per_sublayer, _per_bank),
+    "new": (render_module.render_layers, render_module.render_layers_with_banks),
+}
 SOURCES = ("skimage", "dead_leaves", "text")  # training_dataset's synthetic sources
 TINY_GENERATOR = {"level_channels": [4, 4, 8, 8, 8], "branch_depths": [0, 1, 1, 1]}
 
@@ -64,12 +75,12 @@ TINY_GENERATOR = {"level_channels": [4, 4, 8, 8, 8], "branch_depths": [0, 1, 1, 
 @contextlib.contextmanager
 def renderer_path(name: str):
     """Make :class:`DualPixelRenderer` use the ``old`` or ``new`` layered renderer inside the block."""
-    saved = synthetic.render_layers
-    synthetic.render_layers = RENDERERS[name]
+    saved = synthetic.render_layers, synthetic.render_layers_with_banks
+    synthetic.render_layers, synthetic.render_layers_with_banks = RENDERERS[name]
     try:
         yield
     finally:
-        synthetic.render_layers = saved
+        synthetic.render_layers, synthetic.render_layers_with_banks = saved
 
 
 def synchronizer(device: torch.device):

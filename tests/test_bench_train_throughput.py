@@ -1,4 +1,5 @@
-"""benchmarks/bench_train_throughput.py --quick runs and reports every figure, positive and finite."""
+"""benchmarks/bench_train_throughput.py --quick and bench_render_banks.py run and report every figure, positive and
+finite."""
 
 import json
 import math
@@ -7,6 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
+import bench_render_banks  # noqa: E402
 import bench_train_throughput  # noqa: E402
 
 
@@ -27,3 +29,14 @@ def test_quick_run_reports_every_figure(tmp_path):
         for critic in ("with", "without"):
             assert f"step.cpu.{precision}.{critic}_critic_images_per_s" in figures
     assert all(math.isfinite(v) and v > 0 for v in figures.values()), figures
+
+
+def test_render_banks_reports_every_path(tmp_path):
+    output = tmp_path / "banks.json"
+    bench_render_banks.main(["--resolution", "32", "--repeats", "1", "--warmup", "0", "--output", str(output)])
+    results = json.loads(output.read_text())["results"]
+    assert set(results) == {"varied", "varied, every sample field-varying"}
+    for entry in results.values():
+        assert set(entry["mean_ms_per_batch"]) == {"per_sublayer", "planned", "shared"}
+        figures = [*entry["mean_ms_per_batch"].values(), entry["shared_speedup_over_planned"]]
+        assert all(math.isfinite(v) and v > 0 for v in figures), entry

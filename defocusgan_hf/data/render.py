@@ -23,12 +23,15 @@ sub-layers of a layer are summed in the frequency domain: each sub-layer's input
 FFT-friendly size (the layer's largest kernel support; a smaller kernel is zero-padded to it, which leaves the
 convolution as it was), its spectrum is multiplied by the cached spectra of its left and right PSFs and added up,
 and one inverse FFT per layer and view brings the sum back. The result is that of convolving each sub-layer on its
-own (:func:`_render_layers_per_sublayer`, the former path, kept as a reference) up to float rounding.
+own (:func:`_render_layers_per_sublayer`, the former path, kept as a reference) up to float rounding. Several
+PSF banks over the same scenes (:func:`render_layers_with_banks`: the centre and cat-eye PSFs of a field-varying
+rendering) share each sub-layer's forward FFT.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -111,22 +114,26 @@ def _blur_layer(
     wanted: list[int],
     low: list[int],
     high: list[int],
-    bank: DualPixelPSFBank,
+    banks: Sequence[DualPixelPSFBank],
 ) -> torch.Tensor:
-    """``(B, 2, C + 1, H, W)``: one layer's weighted colour and weight, blurred by every sub-layer's left and right
-    PSFs and summed over sub-layers (scenes not in ``wanted`` stay zero)."""
+    """``(len(banks), B, 2, C + 1, H, W)``: one layer's weighted colour and weight, blurred by every sub-layer's
+    left and right PSFs of each bank and summed over sub-layers (scenes not in ``wanted`` stay zero). The banks
+    share each sub-layer's forward FFT (its input does not depend on the PSFs); the FFT size fits the largest of
+    their kernels, which zero-pads the smaller ones (the convolution stays as it was)."""
     B, C, H, W = layers.shape
     device, dtype = layers.device, layers.dtype
     compute_dtype = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
     image_size = max(H, W)
-    accumulated = layers.new_zeros(B, 2, C + 1, H, W)
+    accumulated = layers.new_zeros(len(banks), B, 2, C + 1, H, W)
     indices = range(min(low[b] for b in wanted), max(high[b] for b in wanted) + 1)
     members = {k: [b for b in wanted if low[b] <= k <= high[b]] for k in indices}
     members = {k: m for k, m in members.items() if m}
     # Kernels whose support fits reflected borders share FFT sizes; larger ones (tiny images) are replicated. Within
     # each, sub-layers are grouped by support, a new group (one more inverse FFT) starting where the padded area
     # would exceed GROUP_AREA_RATIO times the group's first, so small kernels are not transformed at a large size.
-    halves = {k: bank.kernels(k, image_size, device, dtype).shape[-1] // 2 for k in members if k != 0}
+    halves = {
+        k: max(bank.kernels(k, image_size, device, dtype).shape[-1] // 2 for bank in banks) for k in members if k != 0
+    }
     groups: list[tuple[bool, list[tuple[int, int]]]] = []
     for k in sorted(halves, key=lambda k: (halves[k] >= min(H, W), halves[k])):
         half, reflect = halves[k], halves[k] < min(H, W)
@@ -150,7 +157,7 @@ def _blur_layer(
         if idx is None:
             accumulated += both
         else:
-            accumulated.index_add_(0, idx, both)
+            accumulated.index_add_(1, idx, both.expand(len(banks), *both.shape))
     for reflect, entries in groups:
         # The support is widened to what the FFT size holds anyway, so that few distinct (support, size) pairs
         # occur and the kernel spectra cache well; a wider zero-padded support leaves the convolution as it was.
@@ -159,20 +166,23 @@ def _blur_layer(
         pad = min((size[0] - H) // 2, (size[1] - W) // 2)
         if reflect:
             pad = min(pad, min(H, W) - 1)
-        total = None
+        totals: list[torch.Tensor | None] = [None] * len(banks)
         for k, _ in entries:
             idx, inputs = sub_layer_inputs(k, members[k])
             padded = F.pad(inputs, (pad, pad, pad, pad), mode="reflect" if reflect else "replicate")
             spectrum = torch.fft.rfft2(padded.to(compute_dtype), s=size)[:, None]  # (n, 1, C + 1, h, w)
-            product = spectrum * _kernel_spectrum(bank, k, image_size, pad, size, device, compute_dtype)[:, None]
-            if idx is None:
-                total = product if total is None else total + product
-            else:
-                if total is None:
-                    total = product.new_zeros(B, *product.shape[1:])
-                total.index_add_(0, idx, product)
-        out = torch.fft.irfft2(total, s=size)[..., 2 * pad : 2 * pad + H, 2 * pad : 2 * pad + W]
-        accumulated += out.to(dtype)
+            for j, bank in enumerate(banks):
+                kernel = _kernel_spectrum(bank, k, image_size, pad, size, device, compute_dtype)
+                product = spectrum * kernel[:, None]
+                if idx is None:
+                    totals[j] = product if totals[j] is None else totals[j] + product
+                else:
+                    if totals[j] is None:
+                        totals[j] = product.new_zeros(B, *product.shape[1:])
+                    totals[j].index_add_(0, idx, product)
+        for j, total in enumerate(totals):  # one inverse FFT per bank (a stacked one is slower on the CPU)
+            out = torch.fft.irfft2(total, s=size)[..., 2 * pad : 2 * pad + H, 2 * pad : 2 * pad + W]
+            accumulated[j] += out.to(dtype)
     return accumulated
 
 
@@ -190,22 +200,36 @@ def render_layers(
     Returns:
         ``(left, right)``, each ``(B, C, H, W)`` in the units of ``layers``.
     """
+    return render_layers_with_banks(layers, alpha, coc, [bank])[0]
+
+
+def render_layers_with_banks(
+    layers: torch.Tensor, alpha: torch.Tensor, coc: torch.Tensor, banks: Sequence[DualPixelPSFBank]
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`render_layers` of the same scenes with each of ``banks`` (their ``max_coc`` and ``step`` equal, e.g.
+    the cat-eye PSFs of a field-varying rendering): ``[(left, right), ...]``, one per bank, each as
+    :func:`render_layers` returns it (up to float rounding), for the price of one forward FFT per sub-layer."""
     _check_shapes(layers, alpha, coc)
+    if not banks:
+        raise ValueError("`banks` must hold at least one DualPixelPSFBank.")
+    bank = banks[0]
+    if any(b.max_coc != bank.max_coc or b.step != bank.step for b in banks):
+        raise ValueError("The banks must share `max_coc` and `step` (one sub-layer grid).")
     B, L, C, H, W = layers.shape
     position = coc.clamp(-bank.max_coc, bank.max_coc) / bank.step  # grid units
     on_device, present, low, high = _plan(alpha, position)
-    views = layers.new_zeros(B, 2, C, H, W)
+    views = layers.new_zeros(len(banks), B, 2, C, H, W)
     for layer in range(L):
         wanted = [b for b in range(B) if present[layer][b]]
         if not wanted:
             continue
         accumulated = _blur_layer(
-            layers[:, layer], position[:, layer], alpha[:, layer], wanted, low[layer], high[layer], bank
+            layers[:, layer], position[:, layer], alpha[:, layer], wanted, low[layer], high[layer], banks
         )
-        keep = on_device[:, layer].view(B, 1, 1, 1, 1)
+        keep = on_device[:, layer].view(1, B, 1, 1, 1, 1)
         views = _composite_over(views, accumulated, keep, first=layer == 0)
     views = views.clamp_min(0)
-    return views[:, 0], views[:, 1]
+    return [(v[:, 0], v[:, 1]) for v in views]
 
 
 def _render_layers_per_sublayer(
@@ -248,11 +272,12 @@ def _render_layers_per_sublayer(
 
 
 def _composite_over(views: torch.Tensor, accumulated: torch.Tensor, keep: torch.Tensor, first: bool) -> torch.Tensor:
-    """One blurred layer over the views so far, ``(B, 2, C, H, W)``: ``accumulated`` ``(B, 2, C + 1, H, W)`` holds
-    the premultiplied colour and the blurred coverage; the first (farthest) layer is normalised by its coverage
-    instead. Scenes where ``keep`` ``(B, 1, 1, 1, 1)`` is False keep their views."""
-    C = views.shape[2]
-    premultiplied, coverage = accumulated[:, :, :C], accumulated[:, :, C:]
+    """One blurred layer over the views so far, ``(..., B, 2, C, H, W)`` (a leading bank axis or none):
+    ``accumulated`` ``(..., B, 2, C + 1, H, W)`` holds the premultiplied colour and the blurred coverage; the first
+    (farthest) layer is normalised by its coverage instead. Scenes where ``keep`` (``B`` on its batch axis, ones
+    elsewhere) is False keep their views."""
+    C = views.shape[-3]
+    premultiplied, coverage = accumulated[..., :C, :, :], accumulated[..., C:, :, :]
     if first:
         return torch.where(keep, premultiplied / coverage.clamp_min(1e-6), views)
     return torch.where(keep, premultiplied + (1 - coverage.clamp(0, 1)) * views, views)

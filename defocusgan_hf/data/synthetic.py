@@ -36,7 +36,7 @@ from .config import DualPixelConfig
 from .highlights import in_focus_highlight_layer
 from .psf import DualPixelPSFBank
 from .psf_families import FamilyPSFBank, PSFShape, sample_psf_shape
-from .render import composite_sharp, render_layers
+from .render import composite_sharp, render_layers, render_layers_with_banks
 from .scene import DualPixelScene, sample_scene
 from .sensor import (
     dual_pixel_vignetting,
@@ -81,15 +81,20 @@ def _energy_matched_scale(
 
 
 def _render_channels(
-    linear: torch.Tensor, alpha: torch.Tensor, coc: torch.Tensor, bank, scales: tuple[float, ...] | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`render_layers`, or, with ``scales``, each colour channel with its CoC scaled (axial chromatic
-    aberration): ``(left, right)``, each ``(B, 3, H, W)``."""
+    linear: torch.Tensor, alpha: torch.Tensor, coc: torch.Tensor, banks: list, scales: tuple[float, ...] | None
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`render_layers_with_banks` (one ``(left, right)`` per bank, each ``(B, 3, H, W)``), or, with
+    ``scales``, each colour channel with its CoC scaled (axial chromatic aberration)."""
     if scales is None:
-        return render_layers(linear, alpha, coc, bank)
+        return render_layers_with_banks(linear, alpha, coc, banks)
     scales = scales * (linear.shape[2] // len(scales))  # the same scales for stacked colour triplets
-    channels = [render_layers(linear[:, :, ch : ch + 1], alpha, coc * k, bank) for ch, k in enumerate(scales)]
-    return torch.cat([v[0] for v in channels], dim=1), torch.cat([v[1] for v in channels], dim=1)
+    channels = [
+        render_layers_with_banks(linear[:, :, ch : ch + 1], alpha, coc * k, banks) for ch, k in enumerate(scales)
+    ]
+    return [
+        (torch.cat([c[j][0] for c in channels], dim=1), torch.cat([c[j][1] for c in channels], dim=1))
+        for j in range(len(banks))
+    ]
 
 
 CAT_EYE_AXES = 4  # cat-eye orientations blended across the frame (every 45°)
@@ -109,17 +114,24 @@ def field_weights(height: int, width: int, device=None) -> tuple[torch.Tensor, t
     return r2, weights / weights.sum(dim=0, keepdim=True)
 
 
-def _field_varying(sample, centre, shape: PSFShape, overlap: float, bank_of, scales):
-    """Blend the centre rendering into cat-eye renderings towards the frame's corners. Blending renderings with a
-    smooth weight is a spatially varying PSF up to the weight's change over one PSF (small: the weight varies over
-    the whole frame)."""
-    _, _, _, H, W = sample[0].shape
-    r2, weights = field_weights(H, W, sample[0].device)
+def _cat_eye_banks(shape: PSFShape, overlap: float, bank_of) -> list:
+    """The banks of the cat-eye PSFs at :data:`CAT_EYE_AXES` orientations that a field-varying rendering blends in
+    towards the frame's corners (the centre PSF's edge, a Gaussian's taken as 0.1)."""
     edge = shape.edge if shape.family != "gaussian" else 0.1
+    return [
+        bank_of(PSFShape("cat_eye", edge=edge, rotation=k * math.pi / CAT_EYE_AXES, overlap=overlap))
+        for k in range(CAT_EYE_AXES)
+    ]
+
+
+def _field_varying(centre, cat_eyes) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blend the centre rendering ``(left, right)`` into the cat-eye renderings (one per axis of
+    :func:`field_weights`) towards the frame's corners. Blending renderings with a smooth weight is a spatially
+    varying PSF up to the weight's change over one PSF (small: the weight varies over the whole frame)."""
+    _, _, H, W = centre[0].shape
+    r2, weights = field_weights(H, W, centre[0].device)
     left, right = centre[0] * (1 - r2), centre[1] * (1 - r2)
-    for k in range(CAT_EYE_AXES):
-        cat_eye = PSFShape("cat_eye", edge=edge, rotation=k * math.pi / CAT_EYE_AXES, overlap=overlap)
-        view_left, view_right = _render_channels(*sample, bank_of(cat_eye), scales)
+    for k, (view_left, view_right) in enumerate(cat_eyes):
         left, right = left + view_left * r2 * weights[k], right + view_right * r2 * weights[k]
     return left, right
 
@@ -225,10 +237,10 @@ class DualPixelRenderer:
             masks = dict(softness=softness, falloff=falloff, offset=offset, vertical=vertical)
             bank_of = functools.partial(FamilyPSFBank, max_coc=c.max_coc, step=c.coc_step, **masks)
             sample = linear[b : b + 1], alpha[b : b + 1], coc[b : b + 1]
-            rendered = _render_channels(*sample, bank_of(shape), scales)
-            if field < c.field_varying_prob:
-                rendered = _field_varying(sample, rendered, shape, 0.3 + 0.6 * overlap, bank_of, scales)
-            views.append(rendered)
+            field_varying = field < c.field_varying_prob
+            banks = [bank_of(shape)] + (_cat_eye_banks(shape, 0.3 + 0.6 * overlap, bank_of) if field_varying else [])
+            rendered = _render_channels(*sample, banks, scales)  # the banks share the sub-layers' forward FFTs
+            views.append(_field_varying(rendered[0], rendered[1:]) if field_varying else rendered[0])
         return torch.cat([v[0] for v in views]), torch.cat([v[1] for v in views])
 
     @torch.no_grad()

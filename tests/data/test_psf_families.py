@@ -196,18 +196,18 @@ def test_axial_chromatic_aberration_scales_red_and_blue_radii_and_keeps_focus_sh
     image = torch.rand(1, 1, 3, 64, 64, dtype=torch.float64)
     bank = FamilyPSFBank(PSFShape("disc", edge=0.0), max_coc=10)
     coc = torch.full((1, 1, 1, 64, 64), 5.0, dtype=torch.float64)
-    plain = _render_channels(image, torch.ones_like(coc), coc, bank, None)
-    fringed = _render_channels(image, torch.ones_like(coc), coc, bank, (1.2, 1.0, 0.8))
+    (plain,) = _render_channels(image, torch.ones_like(coc), coc, [bank], None)
+    (fringed,) = _render_channels(image, torch.ones_like(coc), coc, [bank], (1.2, 1.0, 0.8))
     assert torch.equal(fringed[0][:, 1], plain[0][:, 1])  # green: unchanged
     for ch, radius in ((0, 6.0), (2, 4.0)):  # red blurred as a 6 px disc, blue as a 4 px one
         expected = fft_convolve(image[:, 0, ch : ch + 1], combined_psf(radius, bank.shape).double()[None])[:, 0]
         assert torch.allclose((fringed[0][:, ch] + fringed[1][:, ch]) / 2, expected[:, 0], atol=0.03)
-    in_focus = _render_channels(image, torch.ones_like(coc), coc * 0, bank, (1.2, 1.0, 0.8))
+    (in_focus,) = _render_channels(image, torch.ones_like(coc), coc * 0, [bank], (1.2, 1.0, 0.8))
     assert torch.equal(in_focus[0], image[:, 0]) and torch.equal(in_focus[1], image[:, 0])
 
 
 def test_field_varying_psf_is_the_centre_psf_at_the_centre_and_a_radial_cat_eye_in_the_corners():
-    from defocusgan_hf.data.synthetic import _field_varying, field_weights
+    from defocusgan_hf.data.synthetic import _cat_eye_banks, _field_varying, field_weights
 
     r2, weights = field_weights(64, 96)
     assert float(r2[31:33, 47:49].max()) < 0.01 and float(r2.max()) > 0.95
@@ -223,7 +223,8 @@ def test_field_varying_psf_is_the_centre_psf_at_the_centre_and_a_radial_cat_eye_
 
     disc = PSFShape("disc", edge=0.0)
     centre = render_layers(*sample, bank_of(disc))
-    left, right = _field_varying(sample, centre, disc, 0.9, bank_of, None)
+    cat_eyes = [render_layers(*sample, bank) for bank in _cat_eye_banks(disc, 0.9, bank_of)]
+    left, right = _field_varying(centre, cat_eyes)
     blurred = ((left + right) / 2)[0, 1]
     disc_spot = ((centre[0] + centre[1]) / 2)[0, 1, 26:39, 42:55]
     assert torch.allclose(blurred[26:39, 42:55], disc_spot, atol=0.03 * float(disc_spot.max()))  # r² < 0.03 there

@@ -1,5 +1,8 @@
-"""The planned renderer (one grid plan per batch, sub-layers summed in the frequency domain) gives the outputs of
-the former per-sub-layer path (``_render_layers_per_sublayer``) and leaves the random stream as it was."""
+"""The planned renderer (one grid plan per batch, sub-layers summed in the frequency domain, the forward FFTs
+shared by the banks of a field-varying rendering) gives the outputs of the former per-sub-layer path
+(``_render_layers_per_sublayer``, one bank at a time) and leaves the random stream as it was."""
+
+import dataclasses
 
 import pytest
 import torch
@@ -7,7 +10,7 @@ import torch
 import defocusgan_hf.data.synthetic as synthetic
 from defocusgan_hf.data import DualPixelConfig, DualPixelPSFBank, DualPixelRenderer, render_layers
 from defocusgan_hf.data.psf_families import FamilyPSFBank, PSFShape
-from defocusgan_hf.data.render import _render_layers_per_sublayer
+from defocusgan_hf.data.render import _render_layers_per_sublayer, render_layers_with_banks
 
 TOLERANCE = 1e-5
 
@@ -16,6 +19,11 @@ def _renders(config, sharp, seed, monkeypatch):
     renderer = DualPixelRenderer(config)
     with monkeypatch.context() as patch:
         patch.setattr(synthetic, "render_layers", _render_layers_per_sublayer)
+        patch.setattr(
+            synthetic,
+            "render_layers_with_banks",
+            lambda layers, alpha, coc, banks: [_render_layers_per_sublayer(layers, alpha, coc, b) for b in banks],
+        )
         reference_generator = torch.Generator().manual_seed(seed)
         reference = renderer(sharp, reference_generator)
     generator = torch.Generator().manual_seed(seed)
@@ -23,11 +31,16 @@ def _renders(config, sharp, seed, monkeypatch):
     return reference, planned, reference_generator, generator
 
 
-@pytest.mark.parametrize("name", ["eq3", "varied"])
+def _field_varying_always(name):
+    return dataclasses.replace(DualPixelConfig.named(name), field_varying_prob=1.0, chromatic_prob=0.5)
+
+
+@pytest.mark.parametrize("name", ["eq3", "varied", "varied field-varying"])
 @pytest.mark.parametrize("seed", [0, 3])
 def test_renderer_matches_the_per_sublayer_path(name, seed, monkeypatch):
     sharp = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(100 + seed))
-    reference, planned, g_ref, g_new = _renders(DualPixelConfig.named(name), sharp, seed, monkeypatch)
+    config = _field_varying_always("varied") if name.endswith("field-varying") else DualPixelConfig.named(name)
+    reference, planned, g_ref, g_new = _renders(config, sharp, seed, monkeypatch)
     assert planned.keys() == reference.keys()
     for key in reference:
         assert planned[key].dtype == torch.float32
@@ -69,6 +82,30 @@ def test_render_layers_matches_the_per_sublayer_path(bank, shape):
     # A second call reuses the cached kernel spectra and gives the same result.
     again = render_layers(layers, alpha, coc, bank)
     assert torch.equal(again[0], render_layers(layers, alpha, coc, bank)[0])
+
+
+def test_banks_share_the_forward_ffts_and_give_each_banks_rendering():
+    # Kernels of different supports (a disc, a cat eye, a Gaussian-edged disc): the FFT size fits the largest.
+    banks = [
+        FamilyPSFBank(PSFShape("disc", edge=0.0), max_coc=10),
+        FamilyPSFBank(PSFShape("cat_eye", rotation=0.3, overlap=0.5), max_coc=10, softness=0.2),
+        DualPixelPSFBank(max_coc=10),
+    ]
+    layers, alpha, coc = _random_layers(2, 3, 40, 48, seed=5, max_coc=10)
+    shared = render_layers_with_banks(layers, alpha, coc, banks)
+    assert len(shared) == len(banks)
+    for bank, views in zip(banks, shared):
+        for reference, planned in zip(_render_layers_per_sublayer(layers, alpha, coc, bank), views):
+            assert planned.shape == reference.shape
+            assert (planned - reference).abs().max().item() <= TOLERANCE
+
+
+def test_banks_must_share_one_sub_layer_grid():
+    layers, alpha, coc = _random_layers(2, 3, 16, 16, seed=0, max_coc=4)
+    with pytest.raises(ValueError, match="share"):
+        render_layers_with_banks(layers, alpha, coc, [DualPixelPSFBank(max_coc=4), DualPixelPSFBank(max_coc=6)])
+    with pytest.raises(ValueError, match="at least one"):
+        render_layers_with_banks(layers, alpha, coc, [])
 
 
 def test_render_layers_shape_check():
