@@ -8,6 +8,9 @@ guided filter with the combined image as guide: an edge-aware smoothing, He et a
 
     python eval/stage1_pixel4_test_time/probe.py --root ../shared/real/pixel4 --model checkpoints/defocusgan-synthetic \
         --maps_dir runs/stage1_test_time > eval/stage1_pixel4_test_time/probe.log
+
+``smoothness_prior.sh LAMBDA`` trains a candidate stage-1 net (the Pixel 4 fine-tune of docs/RESULTS.md with Eq. 5's
+prior on from step 0) and scores it here with ``--whole_frame_only``.
 """
 
 from __future__ import annotations
@@ -71,6 +74,9 @@ def main() -> None:
     parser.add_argument("--root", default="../shared/real/pixel4")
     parser.add_argument("--model", default="checkpoints/defocusgan-synthetic")
     parser.add_argument("--maps_dir", default="runs/stage1_test_time", help="Maps are cached here (npz).")
+    parser.add_argument(
+        "--whole_frame_only", action="store_true", help="Only the whole-frame map and its smoothings (a candidate net)."
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     pipe = DefocusDeblurPipeline.from_pretrained(args.model)
@@ -84,7 +90,7 @@ def main() -> None:
         print(f"{label:34s} {choose:.3f}   {held:.3f}   | {' '.join(f'{e:.3f}' for e in each)}", flush=True)
 
     whole = None
-    for label, tile, overlap, scale in MAP_ROWS:
+    for label, tile, overlap, scale in MAP_ROWS[:1] if args.whole_frame_only else MAP_ROWS:
         cached = maps_dir / f"maps_t{tile}_o{overlap}_s{scale}.npz"
         if cached.is_file():
             maps = dict(np.load(cached))
