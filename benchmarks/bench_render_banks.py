@@ -21,30 +21,23 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_generator import paired_times  # noqa: E402
-from bench_train_throughput import Sources, renderer_path  # noqa: E402
+from bench_train_throughput import RENDERERS, Sources, bank_by_bank, patched_renderers  # noqa: E402
 
-import defocusgan_hf.data.synthetic as synthetic  # noqa: E402
 from defocusgan_hf.data import DualPixelConfig, DualPixelRenderer  # noqa: E402
 from defocusgan_hf.data import render as render_module  # noqa: E402
 
-
-def _planned_bank_by_bank(layers, alpha, coc, banks):
-    return [render_module.render_layers(layers, alpha, coc, bank) for bank in banks]
+# path -> (render_layers, render_layers_with_banks) that DualPixelRenderer uses
+PATHS = {
+    "per_sublayer": RENDERERS["old"],
+    "planned": (render_module.render_layers, bank_by_bank(render_module.render_layers)),
+    "shared": RENDERERS["new"],
+}
 
 
 def render_call(renderer: DualPixelRenderer, sharp: torch.Tensor, generator: torch.Generator, path: str):
     """One call of ``renderer`` with the ``path``'s way of rendering several banks."""
-    if path == "per_sublayer":
-        with renderer_path("old"):
-            return renderer(sharp, generator)
-    if path == "planned":
-        saved = synthetic.render_layers_with_banks
-        synthetic.render_layers_with_banks = _planned_bank_by_bank
-        try:
-            return renderer(sharp, generator)
-        finally:
-            synthetic.render_layers_with_banks = saved
-    return renderer(sharp, generator)
+    with patched_renderers(PATHS[path]):
+        return renderer(sharp, generator)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -63,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         "varied, every sample field-varying": dataclasses.replace(varied, field_varying_prob=1.0),
     }
     sharp = Sources(varied, args.resolution, args.batch)()
-    paths = ("per_sublayer", "planned", "shared")
+    paths = tuple(PATHS)
     results = {}
     for label, config in configs.items():
         renderer = DualPixelRenderer(config)

@@ -26,25 +26,34 @@ cleanup() { git -C "$ROOT" worktree remove --force "$WORK/before" >/dev/null 2>&
 trap cleanup EXIT
 git -C "$ROOT" worktree add --detach "$WORK/before" "$BEFORE" >/dev/null 2>&1
 
-seconds() {  # arm steps -> wall seconds of one run
-  local arm=$1 steps=$2 out=$WORK/run_$1_$2 start
+seconds() {  # arm steps -> wall seconds of one run; a failed run prints its log's end and fails
+  local arm=$1 steps=$2 out=$WORK/run_$1_$2 start status=0
   start=$(date +%s.%N)
   if [ "$arm" = before ]; then
     (cd "$WORK/before" && PYTHONPATH="$WORK/before" $PY train/train_defocusgan.py --output_dir "$out" $COMMON \
-      --max_train_steps "$steps" >"$out.log" 2>&1)
+      --max_train_steps "$steps" >"$out.log" 2>&1) || status=$?
   else
     (cd "$ROOT" && $PY train/train_defocusgan.py --output_dir "$out" $COMMON $TODAY_FLAGS \
-      --max_train_steps "$steps" >"$out.log" 2>&1)
+      --max_train_steps "$steps" >"$out.log" 2>&1) || status=$?
+  fi
+  if [ "$status" != 0 ]; then
+    echo "the $arm run of $steps steps failed (exit $status):" >&2 && tail -n 20 "$out.log" >&2
+    return "$status"
   fi
   rm -rf "$out" "$out.log"
   echo "$(date +%s.%N) - $start" | bc
+}
+steps_per_second() {  # arm -> steps/s between the short and the long run
+  local long short
+  long=$(seconds "$1" "$LONG") && short=$(seconds "$1" "$SHORT") || return 1
+  echo "($LONG - $SHORT) / ($long - $short)" | bc -l
 }
 read -r SHORT LONG <<<"$STEPS"
 seconds today 2 >/dev/null  # builds the crop-cache banks once, outside the timing
 echo "before=$BEFORE today=$(git -C "$ROOT" rev-parse --short HEAD) steps $SHORT -> $LONG, critic=${CRITIC:-0}"
 echo "rep before_steps_per_s today_steps_per_s today/before"
 for rep in $(seq "$REPS"); do
-  b=$(echo "($LONG - $SHORT) / ($(seconds before "$LONG") - $(seconds before "$SHORT"))" | bc -l)
-  t=$(echo "($LONG - $SHORT) / ($(seconds today "$LONG") - $(seconds today "$SHORT"))" | bc -l)
+  b=$(steps_per_second before)
+  t=$(steps_per_second today)
   printf "%d %.3f %.3f %.2f\n" "$rep" "$b" "$t" "$(echo "$t / $b" | bc -l)"
 done

@@ -58,14 +58,18 @@ PRESETS = {"default": "eq3", "varied": "varied"}  # label -> DualPixelConfig.nam
 PRECISIONS = ("fp32", "bf16")
 
 
-def _per_bank(layers, alpha, coc, banks):
-    """The former renderer's way with several banks: each bank rendered on its own (no FFTs shared)."""
-    return [render_module._render_layers_per_sublayer(layers, alpha, coc, bank) for bank in banks]
+def bank_by_bank(render_one):
+    """A ``render_layers_with_banks`` that renders each bank on its own with ``render_one`` (no FFTs shared)."""
+
+    def render(layers, alpha, coc, banks):
+        return [render_one(layers, alpha, coc, bank) for bank in banks]
+
+    return render
 
 
 # name -> (render_layers, render_layers_with_banks) that DualPixelRenderer uses
 RENDERERS = {
-    "old": (render_module._render_layers_per_sublayer, _per_bank),
+    "old": (render_module._render_layers_per_sublayer, bank_by_bank(render_module._render_layers_per_sublayer)),
     "new": (render_module.render_layers, render_module.render_layers_with_banks),
 }
 SOURCES = ("skimage", "dead_leaves", "text")  # training_dataset's synthetic sources
@@ -73,14 +77,19 @@ TINY_GENERATOR = {"level_channels": [4, 4, 8, 8, 8], "branch_depths": [0, 1, 1, 
 
 
 @contextlib.contextmanager
-def renderer_path(name: str):
-    """Make :class:`DualPixelRenderer` use the ``old`` or ``new`` layered renderer inside the block."""
+def patched_renderers(renderers: tuple):
+    """Make :class:`DualPixelRenderer` use ``(render_layers, render_layers_with_banks)`` inside the block."""
     saved = synthetic.render_layers, synthetic.render_layers_with_banks
-    synthetic.render_layers, synthetic.render_layers_with_banks = RENDERERS[name]
+    synthetic.render_layers, synthetic.render_layers_with_banks = renderers
     try:
         yield
     finally:
         synthetic.render_layers, synthetic.render_layers_with_banks = saved
+
+
+def renderer_path(name: str):
+    """Make :class:`DualPixelRenderer` use the ``old`` or ``new`` layered renderer inside the block."""
+    return patched_renderers(RENDERERS[name])
 
 
 def synchronizer(device: torch.device):

@@ -89,7 +89,7 @@ def main() -> None:
         choose, held, each = scores(maps, scenes)
         print(f"{label:34s} {choose:.3f}   {held:.3f}   | {' '.join(f'{e:.3f}' for e in each)}", flush=True)
 
-    whole = None
+    maps_of = {}
     for label, tile, overlap, scale in MAP_ROWS[:1] if args.whole_frame_only else MAP_ROWS:
         cached = maps_dir / f"maps_t{tile}_o{overlap}_s{scale}.npz"
         if cached.is_file():
@@ -102,8 +102,8 @@ def main() -> None:
                 maps[name] = coc[0, ..., 0] / scale  # CoC in pixels of the resized views -> of the frame
             np.savez_compressed(cached, **maps)
         row(label, maps)
-        if label == "whole frame":
-            whole = maps
+        maps_of[label] = maps
+    whole = maps_of["whole frame"]
     for sigma in (8, 16, 32, 64):
         row(f"whole frame, Gaussian sigma {sigma}", {n: ndimage.gaussian_filter(m, sigma) for n, m in whole.items()})
     for r in (16, 32, 64, 128):
