@@ -65,6 +65,16 @@ class DualPixelPSFBank:
         """``(2, K, K)`` (left, right) PSFs of a signed radius in px (subclasses give other PSF shapes)."""
         return _cached_psf(round(radius, 6), self.softness, self.falloff)
 
+    def tight_kernels(self, index: int, device=None, dtype=torch.float32) -> torch.Tensor:
+        """``(2, K, K)`` (left, right) PSFs of grid index ``index`` at their own support ``K`` (no padding), cached
+        per device: what the renderer pads to its own FFT sizes."""
+        if abs(index) > self.max_index:
+            raise ValueError(f"grid index {index} is outside ±{self.max_index} (max_coc={self.max_coc}).")
+        key = (index, None, str(device), dtype)
+        if key not in self._device_cache:
+            self._device_cache[key] = self.view_psfs(self.radius(index)).to(device=device, dtype=dtype)
+        return self._device_cache[key]
+
     def kernels(self, index: int, image_size: int, device=None, dtype=torch.float32) -> torch.Tensor:
         """``(2, K, K)`` (left, right) PSFs of grid index ``index``, zero-padded to a support ``K`` that makes
         ``image_size + K - 1`` a 5-smooth number (fast FFT lengths); padding does not change the convolution."""

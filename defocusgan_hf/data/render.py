@@ -58,10 +58,10 @@ def _check_shapes(layers: torch.Tensor, alpha: torch.Tensor, coc: torch.Tensor) 
 
 def _plan(
     alpha: torch.Tensor, position: torch.Tensor
-) -> tuple[torch.Tensor, list[list[bool]], list[list[int]], list[list[int]]]:
-    """Per layer and scene: whether the layer is present (``(B, L)`` on the device, and as lists), and the lowest
-    and highest grid index its CoC needs (those around its CoC values where the mask is non-zero), read from the
-    device in one go."""
+) -> tuple[torch.Tensor, list[list[bool]], list[list[int]], list[list[int]], list[list[tuple[int, int, int, int]]]]:
+    """Per layer and scene: whether the layer is present (``(B, L)`` on the device, and as lists), the lowest and
+    highest grid index its CoC needs (those around its CoC values where the mask is non-zero), and the bounding box
+    ``(top, bottom, left, right)`` (inclusive) of its mask, read from the device in one go."""
     inside = alpha > 0  # (B, L, 1, H, W)
     big = torch.finfo(position.dtype).max
     present = inside.flatten(2).any(dim=2)  # (B, L)
@@ -70,11 +70,23 @@ def _plan(
     # Absent layers get an empty range (no grid index), present ones their own.
     low = torch.where(present, low, 0.0)
     high = torch.where(present, high, -1.0)
-    table = torch.stack([present.to(low.dtype), low, high]).transpose(1, 2).tolist()  # (3, L, B)
+    rows, cols = inside.any(dim=-1)[:, :, 0].to(torch.uint8), inside.any(dim=-2)[:, :, 0].to(torch.uint8)
+    edges = [  # first and last row / column with a non-zero mask (argmax finds the first maximum)
+        rows.argmax(dim=-1),
+        rows.shape[-1] - 1 - rows.flip(-1).argmax(dim=-1),
+        cols.argmax(dim=-1),
+        cols.shape[-1] - 1 - cols.flip(-1).argmax(dim=-1),
+    ]
+    table = torch.stack([present.to(low.dtype), low, high, *(e.to(low.dtype) for e in edges)]).transpose(1, 2)
+    table = table.tolist()  # (7, L, B)
     present_l = [[bool(v) for v in row] for row in table[0]]
     low_l = [[int(v) for v in row] for row in table[1]]
     high_l = [[int(v) for v in row] for row in table[2]]
-    return present, present_l, low_l, high_l
+    boxes = [
+        [tuple(int(table[i][layer][b]) for i in range(3, 7)) for b in range(len(row))]
+        for layer, row in enumerate(table[0])
+    ]
+    return present, present_l, low_l, high_l, boxes
 
 
 GROUP_AREA_RATIO = 1.5  # see _blur_layer
@@ -82,21 +94,26 @@ SPECTRUM_CACHE_BYTES = 64 * 2**20  # per bank: kernel spectra kept for reuse (le
 
 
 def _kernel_spectrum(
-    bank: DualPixelPSFBank, index: int, image_size: int, pad: int, size: tuple[int, int], device, dtype
+    bank: DualPixelPSFBank, index: int, pad: int, size: tuple[int, int], device, dtype
 ) -> torch.Tensor:
     """``(2, size[0], size[1] // 2 + 1)`` rfft2 of grid index's (left, right) kernels centred in a ``2 pad + 1``
-    support, cached on the bank per (index, support, FFT size, device, dtype) within ``SPECTRUM_CACHE_BYTES``."""
+    support, divided by ``size[0] * size[1]`` (the inverse FFT's normalisation, :func:`_inverse`), cached on the
+    bank per (index, support, FFT size, device, dtype) within ``SPECTRUM_CACHE_BYTES``."""
     cache = bank.__dict__.get("_spectrum_cache")
     if cache is None:
         cache = bank.__dict__["_spectrum_cache"] = OrderedDict()
-    key = (index, image_size, pad, size, str(device), dtype)
+    key = (index, pad, size, str(device), dtype)
     spectrum = cache.get(key)
     if spectrum is not None:
         cache.move_to_end(key)
         return spectrum
-    kernels = bank.kernels(index, image_size, device, dtype)
+    kernels = bank.tight_kernels(index, device, dtype)
     extra = pad - kernels.shape[-1] // 2
-    spectrum = torch.fft.rfft2(F.pad(kernels, (extra, extra, extra, extra)), s=size)
+    # rfft2 at ``size`` of the zero-padded support, its zero rows skipped (the same transform, about half the work:
+    # the support is small against the FFT size): a real FFT of the support's rows, then a full FFT of the columns.
+    # The inverse FFT's 1 / (size[0] size[1]) is folded in here, once per cached spectrum (see _inverse).
+    support = F.pad(kernels, (extra, extra, extra, extra)) / (size[0] * size[1])
+    spectrum = torch.fft.fft(torch.fft.rfft(support, n=size[1], dim=-1), n=size[0], dim=-2)
     nbytes = spectrum.numel() * spectrum.element_size()
     total = sum(v.numel() * v.element_size() for v in cache.values()) + nbytes
     while cache and total > SPECTRUM_CACHE_BYTES:
@@ -107,6 +124,13 @@ def _kernel_spectrum(
     return spectrum
 
 
+def _inverse(spectrum: torch.Tensor, size: tuple[int, int], rows: slice, cols: slice) -> torch.Tensor:
+    """``irfft2(spectrum, s=size)[..., rows, cols] * size[0] * size[1]`` (the normalisation is in the kernel
+    spectra), the rows cut before the last axis' real transform: only the rows kept are transformed there."""
+    columns = torch.fft.ifft(spectrum, dim=-2, norm="forward")[..., rows, :]
+    return torch.fft.irfft(columns, n=size[1], dim=-1, norm="forward")[..., cols]
+
+
 def _blur_layer(
     layers: torch.Tensor,
     position: torch.Tensor,
@@ -114,76 +138,115 @@ def _blur_layer(
     wanted: list[int],
     low: list[int],
     high: list[int],
+    boxes: list[tuple[int, int, int, int]],
     banks: Sequence[DualPixelPSFBank],
-) -> torch.Tensor:
-    """``(len(banks), B, 2, C + 1, H, W)``: one layer's weighted colour and weight, blurred by every sub-layer's
-    left and right PSFs of each bank and summed over sub-layers (scenes not in ``wanted`` stay zero). The banks
+) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    """``(len(banks), B, 2, C + 1, h, w)``: one layer's weighted colour and weight, blurred by every sub-layer's
+    left and right PSFs of each bank and summed over sub-layers (scenes not in ``wanted`` stay zero), within the
+    window ``(y0, y1, x0, x1)`` of the frame returned with it (outside it they are zero). The banks
     share each sub-layer's forward FFT (its input does not depend on the PSFs); the FFT size fits the largest of
-    their kernels, which zero-pads the smaller ones (the convolution stays as it was)."""
+    their kernels, which zero-pads the smaller ones (the convolution stays as it was).
+
+    Only the window around the masks' bounding box (``boxes``: top, bottom, left, right per scene) is transformed:
+    the inputs are zero outside the box, so their blur stays within the box widened by the kernels' support, and
+    where that window meets the frame its border is reflected as the whole frame's would be. Objects that cover
+    part of the frame cost their own area, not the frame's."""
     B, C, H, W = layers.shape
     device, dtype = layers.device, layers.dtype
     compute_dtype = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-    image_size = max(H, W)
-    accumulated = layers.new_zeros(len(banks), B, 2, C + 1, H, W)
     indices = range(min(low[b] for b in wanted), max(high[b] for b in wanted) + 1)
     members = {k: [b for b in wanted if low[b] <= k <= high[b]] for k in indices}
     members = {k: m for k, m in members.items() if m}
+    top, bottom = min(boxes[b][0] for b in wanted), max(boxes[b][1] for b in wanted)
+    left, right = min(boxes[b][2] for b in wanted), max(boxes[b][3] for b in wanted)
     # Kernels whose support fits reflected borders share FFT sizes; larger ones (tiny images) are replicated. Within
     # each, sub-layers are grouped by support, a new group (one more inverse FFT) starting where the padded area
     # would exceed GROUP_AREA_RATIO times the group's first, so small kernels are not transformed at a large size.
-    halves = {
-        k: max(bank.kernels(k, image_size, device, dtype).shape[-1] // 2 for bank in banks) for k in members if k != 0
-    }
+    halves = {k: max(bank.tight_kernels(k, device, dtype).shape[-1] // 2 for bank in banks) for k in members if k != 0}
+
+    def reflected(k: int) -> bool:
+        """Whether borders are reflected, as ``fft_convolve`` decides it for the bank's FFT-padded kernels (they
+        are at most 63 px wider than the tight ones, so only kernels near the frame's size need them built)."""
+        if halves[k] + 32 <= min(H, W):
+            return True
+        return max(bank.kernels(k, max(H, W), device, dtype).shape[-1] // 2 for bank in banks) < min(H, W)
+
+    reflects = {k: reflected(k) for k in halves}
     groups: list[tuple[bool, list[tuple[int, int]]]] = []
-    for k in sorted(halves, key=lambda k: (halves[k] >= min(H, W), halves[k])):
-        half, reflect = halves[k], halves[k] < min(H, W)
+    for k in sorted(halves, key=lambda k: (not reflects[k], halves[k])):
+        half, reflect = halves[k], reflects[k]
         if groups and groups[-1][0] == reflect:
             first = groups[-1][1][0][1]
             if (H + 2 * half) * (W + 2 * half) <= GROUP_AREA_RATIO * (H + 2 * first) * (W + 2 * first):
                 groups[-1][1].append((k, half))
                 continue
         groups.append((reflect, [(k, half)]))
+    # The layer's window: the box widened by the largest support (the whole frame if a kernel is as large as it).
+    widest = max((half for reflect, entries in groups for _, half in entries), default=0)
+    if any(not reflect for reflect, _ in groups):
+        window = (0, H, 0, W)
+    else:
+        window = (max(0, top - widest), min(H, bottom + 1 + widest), max(0, left - widest), min(W, right + 1 + widest))
+    wy0, wy1, wx0, wx1 = window
+    accumulated = layers.new_zeros(len(banks), B, 2, C + 1, wy1 - wy0, wx1 - wx0)
 
-    def sub_layer_inputs(k: int, scenes: list[int]) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def sub_layer_inputs(k: int, scenes: list[int], rows: slice, cols: slice):
         everyone = len(scenes) == B
         idx = None if everyone else torch.tensor(scenes, device=device)
         pos, a, colour = (position, alpha, layers) if everyone else (position[idx], alpha[idx], layers[idx])
-        weight = (1 - (pos - k).abs()).clamp_min(0) * a  # (n, 1, H, W)
+        pos, a, colour = (x[..., rows, cols] for x in (pos, a, colour))
+        weight = (1 - (pos - k).abs()).clamp_min(0) * a  # (n, 1, h, w)
         return idx, torch.cat([colour * weight, weight], dim=1)
 
     if 0 in members:  # a zero radius is an identity: both views get the inputs as they are
-        idx, inputs = sub_layer_inputs(0, members[0])
+        rows, cols = slice(top, bottom + 1), slice(left, right + 1)
+        idx, inputs = sub_layer_inputs(0, members[0], rows, cols)
         both = torch.stack([inputs, inputs], dim=1)
+        target = accumulated[..., top - wy0 : bottom + 1 - wy0, left - wx0 : right + 1 - wx0]
         if idx is None:
-            accumulated += both
+            target += both
         else:
-            accumulated.index_add_(1, idx, both.expand(len(banks), *both.shape))
+            target.index_add_(1, idx, both.expand(len(banks), *both.shape))
     for reflect, entries in groups:
+        need = max(half for _, half in entries)
+        if reflect:  # the window: the box widened by the support, within the frame
+            y0, y1 = max(0, top - need), min(H, bottom + 1 + need)
+            x0, x1 = max(0, left - need), min(W, right + 1 + need)
+        else:  # kernels as large as the frame: the whole frame, its borders replicated
+            y0, y1, x0, x1 = 0, H, 0, W
+        h, w = y1 - y0, x1 - x0
         # The support is widened to what the FFT size holds anyway, so that few distinct (support, size) pairs
         # occur and the kernel spectra cache well; a wider zero-padded support leaves the convolution as it was.
-        need = max(half for _, half in entries)
-        size = (next_fast_len(H + 2 * need, real=True), next_fast_len(W + 2 * need, real=True))
-        pad = min((size[0] - H) // 2, (size[1] - W) // 2)
+        size = (next_fast_len(h + 2 * need, real=True), next_fast_len(w + 2 * need, real=True))
+        pad = min((size[0] - h) // 2, (size[1] - w) // 2)
         if reflect:
             pad = min(pad, min(H, W) - 1)
+        # The window's inputs reach ``pad`` beyond it: frame pixels where there are some, reflected ones past the
+        # frame's border (beyond the box the inputs are zero, so the frame's pixels there are zeros too).
+        rows, cols = slice(max(0, y0 - pad), min(H, y1 + pad)), slice(max(0, x0 - pad), min(W, x1 + pad))
+        margins = (x0 - cols.start, cols.stop - x1, y0 - rows.start, rows.stop - y1)
+        extend = tuple(pad - m for m in margins)  # what the frame lacks on each side (left, right, top, bottom)
         totals: list[torch.Tensor | None] = [None] * len(banks)
         for k, _ in entries:
-            idx, inputs = sub_layer_inputs(k, members[k])
-            padded = F.pad(inputs, (pad, pad, pad, pad), mode="reflect" if reflect else "replicate")
+            idx, inputs = sub_layer_inputs(k, members[k], rows, cols)
+            padded = F.pad(inputs, extend, mode="reflect" if reflect else "replicate") if any(extend) else inputs
             spectrum = torch.fft.rfft2(padded.to(compute_dtype), s=size)[:, None]  # (n, 1, C + 1, h, w)
             for j, bank in enumerate(banks):
-                kernel = _kernel_spectrum(bank, k, image_size, pad, size, device, compute_dtype)
-                product = spectrum * kernel[:, None]
+                kernel = _kernel_spectrum(bank, k, pad, size, device, compute_dtype)
                 if idx is None:
-                    totals[j] = product if totals[j] is None else totals[j] + product
+                    if totals[j] is None:
+                        totals[j] = spectrum * kernel[:, None]
+                    else:
+                        totals[j].addcmul_(spectrum, kernel[:, None])  # in place: no product tensor
                 else:
+                    product = spectrum * kernel[:, None]
                     if totals[j] is None:
                         totals[j] = product.new_zeros(B, *product.shape[1:])
                     totals[j].index_add_(0, idx, product)
         for j, total in enumerate(totals):  # one inverse FFT per bank (a stacked one is slower on the CPU)
-            out = torch.fft.irfft2(total, s=size)[..., 2 * pad : 2 * pad + H, 2 * pad : 2 * pad + W]
-            accumulated[j] += out.to(dtype)
-    return accumulated
+            out = _inverse(total, size, slice(2 * pad, 2 * pad + h), slice(2 * pad, 2 * pad + w))
+            accumulated[j, ..., y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0] += out.to(dtype)
+    return accumulated, window
 
 
 def render_layers(
@@ -217,17 +280,21 @@ def render_layers_with_banks(
         raise ValueError("The banks must share `max_coc` and `step` (one sub-layer grid).")
     B, L, C, H, W = layers.shape
     position = coc.clamp(-bank.max_coc, bank.max_coc) / bank.step  # grid units
-    on_device, present, low, high = _plan(alpha, position)
+    on_device, present, low, high, boxes = _plan(alpha, position)
     views = layers.new_zeros(len(banks), B, 2, C, H, W)
     for layer in range(L):
         wanted = [b for b in range(B) if present[layer][b]]
         if not wanted:
             continue
-        accumulated = _blur_layer(
-            layers[:, layer], position[:, layer], alpha[:, layer], wanted, low[layer], high[layer], banks
+        accumulated, (y0, y1, x0, x1) = _blur_layer(
+            layers[:, layer], position[:, layer], alpha[:, layer], wanted, low[layer], high[layer], boxes[layer], banks
         )
-        keep = on_device[:, layer].view(1, B, 1, 1, 1, 1)
-        views = _composite_over(views, accumulated, keep, first=layer == 0)
+        keep = None if len(wanted) == B else on_device[:, layer].view(1, B, 1, 1, 1, 1)
+        if layer == 0:  # the background is normalised everywhere (its mask covers the frame where it is used)
+            accumulated = F.pad(accumulated, (x0, W - x1, y0, H - y1))
+            views = _composite_over(views, accumulated, keep, first=True)
+        else:  # outside the window the layer adds no light and covers nothing: the views stay as they are there
+            views[..., y0:y1, x0:x1] = _composite_over(views[..., y0:y1, x0:x1], accumulated, keep, first=False)
     views = views.clamp_min(0)
     return [(v[:, 0], v[:, 1]) for v in views]
 
@@ -275,12 +342,14 @@ def _composite_over(views: torch.Tensor, accumulated: torch.Tensor, keep: torch.
     """One blurred layer over the views so far, ``(..., B, 2, C, H, W)`` (a leading bank axis or none):
     ``accumulated`` ``(..., B, 2, C + 1, H, W)`` holds the premultiplied colour and the blurred coverage; the first
     (farthest) layer is normalised by its coverage instead. Scenes where ``keep`` (``B`` on its batch axis, ones
-    elsewhere) is False keep their views."""
+    elsewhere) is False keep their views; ``keep=None`` keeps none."""
     C = views.shape[-3]
     premultiplied, coverage = accumulated[..., :C, :, :], accumulated[..., C:, :, :]
     if first:
-        return torch.where(keep, premultiplied / coverage.clamp_min(1e-6), views)
-    return torch.where(keep, premultiplied + (1 - coverage.clamp(0, 1)) * views, views)
+        composited = premultiplied / coverage.clamp_min(1e-6)
+    else:
+        composited = premultiplied + (1 - coverage.clamp(0, 1)) * views
+    return composited if keep is None else torch.where(keep, composited, views)
 
 
 def composite_sharp(layers: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:

@@ -72,8 +72,13 @@ def _antialias(field: torch.Tensor) -> torch.Tensor:
     return (0.5 + field / torch.sqrt(gx**2 + gy**2).clamp_min(1e-6)).clamp(0, 1)
 
 
-def _shape_masks(generator: torch.Generator, n: int, height: int, width: int, device) -> torch.Tensor:
-    """``(n, 1, H, W)`` random object silhouettes: ellipses, (thin) rotated rectangles and organic blobs."""
+def _shape_masks(
+    generator: torch.Generator, n: int, height: int, width: int, device, wanted: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``(n, 1, H, W)`` random object silhouettes: ellipses, (thin) rotated rectangles and organic blobs.
+
+    Every draw is made for all ``n``; only the masks in ``wanted`` (``(n,)`` bool, default all) are computed, each
+    with its own kind's field (the others stay zero): the same masks for less work."""
     g = generator
     ys = (torch.arange(height, device=device, dtype=torch.float32) + 0.5) / height - 0.5
     xs = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) / width - 0.5
@@ -89,18 +94,27 @@ def _shape_masks(generator: torch.Generator, n: int, height: int, width: int, de
         _uniform(g, 0.08, 1.0, n).to(device).view(n, 1, 1),
         _uniform(g, 0.4, 1.0, n).to(device).view(n, 1, 1),
     )
-    dy, dx = yy - cy, xx - cx
-    u = (dx * torch.cos(angle) + dy * torch.sin(angle)) / size
-    v = (-dx * torch.sin(angle) + dy * torch.cos(angle)) / (size * elongation)
-    ellipse = 1 - torch.sqrt(u**2 + v**2 + 1e-12)
-    rectangle = torch.minimum(1 - u.abs(), elongation * (1 - v.abs()))
-    # Blob: an ellipse whose boundary is pushed in and out by smooth random noise (a few bumps per object).
-    noise = F.interpolate(
-        _uniform(g, -1, 1, n, 1, 5, 5).to(device), size=(height, width), mode="bicubic", align_corners=False
-    )[:, 0]
-    blob = 1 - (u**2 + v**2) + 0.6 * noise
-    field = torch.where(kind.view(n, 1, 1) == 0, ellipse, torch.where(kind.view(n, 1, 1) == 1, rectangle, blob))
-    return _antialias(field[:, None])
+    noise_draw = _uniform(g, -1, 1, n, 1, 5, 5).to(device)
+    masks = torch.zeros(n, 1, height, width, device=device)
+    wanted = torch.ones(n, dtype=torch.bool, device=device) if wanted is None else wanted.to(device)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    for k in range(3):
+        which = ((kind == k) & wanted).nonzero()[:, 0]
+        if which.numel() == 0:
+            continue
+        c, s = cos[which], sin[which]
+        dy, dx = yy - cy[which], xx - cx[which]
+        u = (dx * c + dy * s) / size[which]
+        v = (-dx * s + dy * c) / (size[which] * elongation[which])
+        if k == 0:
+            field = 1 - torch.sqrt(u**2 + v**2 + 1e-12)
+        elif k == 1:
+            field = torch.minimum(1 - u.abs(), elongation[which] * (1 - v.abs()))
+        else:  # a blob: an ellipse whose boundary is pushed in and out by smooth random noise (a few bumps)
+            noise = F.interpolate(noise_draw[which], size=(height, width), mode="bicubic", align_corners=False)[:, 0]
+            field = 1 - (u**2 + v**2) + 0.6 * noise
+        masks[which] = _antialias(field[:, None])
+    return masks
 
 
 def histogram_edges(bins: tuple[tuple[float, float], ...]) -> tuple[list[float], list[float]]:
@@ -182,20 +196,23 @@ def sample_scene(
     ys = (torch.arange(height, device=device, dtype=torch.float32) + 0.5) / height - 0.5
     xs = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) / width - 0.5
     yy, xx = (t.view(1, 1, height, width) for t in torch.meshgrid(ys, xs, indexing="ij"))
-    plane = slope[..., 0, None, None] * xx + slope[..., 1, None, None] * yy
-    along = (
-        xx * torch.cos(ramp_angle)[..., None, None]
-        + yy * torch.sin(ramp_angle)[..., None, None]
-        - ramp_center[..., None, None]
-    )
-    ramp_field = ramp_amp[..., None, None] * (_smoothstep(0.5 + along / ramp_width[..., None, None]) - 0.5)
-    rho_field = rho[..., None, None] + slanted[..., None, None] * plane + ramp[..., None, None] * ramp_field
+    # rho + plane (slanted layers) + ramp (ramped layers), each term computed only where it is used (adding an
+    # unused term's zero changes no bit).
+    rho_field = rho[..., None, None].expand(B, L, height, width).clone()
+    xx, yy = xx[0, 0], yy[0, 0]
+    for b, layer in slanted.nonzero().tolist():
+        rho_field[b, layer] += slope[b, layer, 0] * xx + slope[b, layer, 1] * yy
+    cos, sin = torch.cos(ramp_angle), torch.sin(ramp_angle)
+    for b, layer in ramp.nonzero().tolist():
+        along = xx * cos[b, layer] + yy * sin[b, layer] - ramp_center[b, layer]
+        rho_field[b, layer] += ramp_amp[b, layer] * (_smoothstep(0.5 + along / ramp_width[b, layer]) - 0.5)
 
     # Silhouettes of the objects (layers >= 1); the background covers everything.
     alpha = torch.zeros(B, L, height, width, device=device)
     alpha[:, 0] = 1
     if L > 1:
-        alpha[:, 1:] = _shape_masks(g, B * (L - 1), height, width, device).view(B, L - 1, height, width)
+        wanted = used[:, 1:].reshape(-1)  # masks of layers a scene does not use are zero below: not computed
+        alpha[:, 1:] = _shape_masks(g, B * (L - 1), height, width, device, wanted).view(B, L - 1, height, width)
     alpha = alpha * used[..., None, None]
 
     # Focus: through a random pixel of a random used layer, or uniform in inverse depth.

@@ -84,6 +84,33 @@ def test_render_layers_matches_the_per_sublayer_path(bank, shape):
     assert torch.equal(again[0], render_layers(layers, alpha, coc, bank)[0])
 
 
+# (top, left, height, width) of an object: inside the frame, at each border, in a corner, a one-pixel sliver.
+OBJECT_BOXES = [(20, 18, 9, 12), (0, 10, 7, 20), (50, 5, 14, 30), (15, 0, 20, 6), (30, 58, 10, 14), (0, 60, 5, 12)]
+
+
+@pytest.mark.parametrize("bank", [DualPixelPSFBank(max_coc=9), DualPixelPSFBank(max_coc=25)])
+def test_objects_smaller_than_the_frame_are_blurred_as_over_the_whole_frame(bank):
+    # Each object layer is transformed in its window only (its box widened by the support, reflected where the
+    # window meets the frame's border); the result is that of blurring over the whole frame.
+    B, H, W = 2, 64, 72
+    L = len(OBJECT_BOXES) // B + 1
+    g = torch.Generator().manual_seed(11)
+    layers = torch.rand(B, L, 3, H, W, generator=g)
+    alpha = torch.zeros(B, L, 1, H, W)
+    alpha[:, 0] = 1
+    for i, (top, left, height, width) in enumerate(OBJECT_BOXES):
+        alpha[i % B, 1 + i // B, :, top : top + height, left : left + width] = 0.5 + 0.5 * torch.rand(1, generator=g)
+    alpha[1, 0, :, 0, 0] = 1
+    alpha[0, -1, :, 40, 40] = 1  # one pixel of a second object, far from the rest of its layer in the other scene
+    ramp = torch.linspace(-4, 4, W).view(1, 1, 1, 1, W)  # several sub-layers per object
+    base = torch.tensor([[-20.0, 6.0, -2.5, 0.0], [3.0, -8.0, 24.0, 11.0]])[:, :L].view(B, L, 1, 1, 1)
+    coc = (base + ramp).clamp(-bank.max_coc, bank.max_coc).expand(B, L, 1, H, W).clone()
+    for reference, planned in zip(
+        _render_layers_per_sublayer(layers, alpha, coc, bank), render_layers(layers, alpha, coc, bank)
+    ):
+        assert (planned - reference).abs().max().item() <= TOLERANCE
+
+
 def test_banks_share_the_forward_ffts_and_give_each_banks_rendering():
     # Kernels of different supports (a disc, a cat eye, a Gaussian-edged disc): the FFT size fits the largest.
     banks = [
