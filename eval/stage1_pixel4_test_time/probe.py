@@ -10,7 +10,10 @@ guided filter with the combined image as guide: an edge-aware smoothing, He et a
         --maps_dir runs/stage1_test_time > eval/stage1_pixel4_test_time/probe.log
 
 ``smoothness_prior.sh LAMBDA`` trains a candidate stage-1 net (the Pixel 4 fine-tune of docs/RESULTS.md with Eq. 5's
-prior on from step 0) and scores it here with ``--whole_frame_only``.
+prior on from step 0) and scores it here with ``--whole_frame_only``. ``--view_orders`` scores each view order of
+the net on its own and the part of its answer that flips with the order (what carries the sign of the disparity):
+
+    python eval/stage1_pixel4_test_time/probe.py --view_orders > eval/stage1_pixel4_test_time/view_orders.log
 """
 
 from __future__ import annotations
@@ -77,6 +80,12 @@ def main() -> None:
     parser.add_argument(
         "--whole_frame_only", action="store_true", help="Only the whole-frame map and its smoothings (a candidate net)."
     )
+    parser.add_argument(
+        "--view_orders",
+        action="store_true",
+        help="Instead: the net with one view order f(L, R), the other -f(R, L), and the part that flips with the "
+        "order (f(L, R) - f(R, L)) / 2, whole frame, and how often f(L, R) > f(R, L).",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     pipe = DefocusDeblurPipeline.from_pretrained(args.model)
@@ -88,6 +97,23 @@ def main() -> None:
     def row(label, maps):
         choose, held, each = scores(maps, scenes)
         print(f"{label:34s} {choose:.3f}   {held:.3f}   | {' '.join(f'{e:.3f}' for e in each)}", flush=True)
+
+    if args.view_orders:
+        orders = {}
+        for name, scene in scenes.items():
+            left, right = scene.dp_views
+            forward = pipe.predict_defocus_map(left, right, tile_size=None, symmetric=False, linear=False)[0, ..., 0]
+            swapped = pipe.predict_defocus_map(right, left, tile_size=None, symmetric=False, linear=False)[0, ..., 0]
+            orders[name] = forward, swapped
+            print(
+                f"{name}: f(L, R) > f(R, L) on {np.mean(forward > swapped):.1%} of pixels, f(L, R) > 0 on "
+                f"{np.mean(forward > 0):.1%}, f(R, L) > 0 on {np.mean(swapped > 0):.1%}",
+                flush=True,
+            )
+        row("one view order, f(L, R)", {n: f for n, (f, _) in orders.items()})
+        row("the other, -f(R, L)", {n: -b for n, (_, b) in orders.items()})
+        row("the part that flips, (f - b) / 2", {n: (f - b) / 2 for n, (f, b) in orders.items()})
+        return
 
     maps_of = {}
     for label, tile, overlap, scale in MAP_ROWS[:1] if args.whole_frame_only else MAP_ROWS:
