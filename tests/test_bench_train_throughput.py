@@ -8,6 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
+import bench_generator_formats  # noqa: E402
 import bench_render_banks  # noqa: E402
 import bench_train_throughput  # noqa: E402
 
@@ -40,3 +41,11 @@ def test_render_banks_reports_every_path(tmp_path):
         assert set(entry["mean_ms_per_batch"]) == {"per_sublayer", "planned", "shared"}
         figures = [*entry["mean_ms_per_batch"].values(), entry["shared_speedup_over_planned"]]
         assert all(math.isfinite(v) and v > 0 for v in figures), entry
+
+
+def test_generator_formats_times_both_nets_in_every_variant():
+    best = bench_generator_formats.main(["--threads", "1", "--size", "32", "--rounds", "1"])
+    assert set(best) == set(bench_generator_formats.VARIANTS)
+    for seconds in best.values():
+        assert set(seconds) == {"generator", "plain_unet"}
+        assert all(math.isfinite(v) and v > 0 for v in seconds.values()), seconds
