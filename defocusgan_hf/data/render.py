@@ -18,14 +18,16 @@ Convolutions are FFT convolutions with reflected borders (as :func:`~defocusgan_
 batched over all the scenes that use a sub-layer; a zero radius is an exact identity. Everything runs on the
 tensors' device.
 
-The grid range of every layer and scene is read from the device once per batch (one host sync, a "plan"), and the
-sub-layers of a layer are summed in the frequency domain: each sub-layer's input gets one real FFT at a common,
-FFT-friendly size (the layer's largest kernel support; a smaller kernel is zero-padded to it, which leaves the
-convolution as it was), its spectrum is multiplied by the cached spectra of its left and right PSFs and added up,
-and one inverse FFT per layer and view brings the sum back. The result is that of convolving each sub-layer on its
-own (:func:`_render_layers_per_sublayer`, the former path, kept as a reference) up to float rounding. Several
-PSF banks over the same scenes (:func:`render_layers_with_banks`: the centre and cat-eye PSFs of a field-varying
-rendering) share each sub-layer's forward FFT.
+The grid range and the masks' bounding box of every layer and scene are read from the device once per batch (one
+host sync, a "plan"). Each layer is transformed only in its window, the box widened by the kernels' support (its
+inputs are zero outside the box; where the window meets the frame, the frame's border is reflected), and
+composited there. The sub-layers of a layer are summed in the frequency domain: each sub-layer's input gets one
+real FFT at a common, FFT-friendly size (the layer's largest kernel support; a smaller kernel is zero-padded to it,
+which leaves the convolution as it was), its spectrum is multiplied by the cached spectra of its left and right
+PSFs and added up, and one inverse FFT per layer and view brings the sum back. The result is that of convolving
+each sub-layer on its own over the whole frame (:func:`_render_layers_per_sublayer`, the former path, kept as a
+reference) up to float rounding. Several PSF banks over the same scenes (:func:`render_layers_with_banks`: the
+centre and cat-eye PSFs of a field-varying rendering) share each sub-layer's forward FFT.
 """
 
 from __future__ import annotations
@@ -181,12 +183,17 @@ def _blur_layer(
                 groups[-1][1].append((k, half))
                 continue
         groups.append((reflect, [(k, half)]))
-    # The layer's window: the box widened by the largest support (the whole frame if a kernel is as large as it).
-    widest = max((half for reflect, entries in groups for _, half in entries), default=0)
-    if any(not reflect for reflect, _ in groups):
-        window = (0, H, 0, W)
-    else:
-        window = (max(0, top - widest), min(H, bottom + 1 + widest), max(0, left - widest), min(W, right + 1 + widest))
+
+    def window_of(need: int, reflect: bool) -> tuple[int, int, int, int]:
+        """``(y0, y1, x0, x1)``: the box widened by ``need`` within the frame; the whole frame for kernels as large
+        as it (their borders are replicated)."""
+        if not reflect:
+            return 0, H, 0, W
+        return max(0, top - need), min(H, bottom + 1 + need), max(0, left - need), min(W, right + 1 + need)
+
+    # The layer's window holds every group's: the box widened by the largest support.
+    widest = max((half for _, entries in groups for _, half in entries), default=0)
+    window = window_of(widest, all(reflect for reflect, _ in groups))
     wy0, wy1, wx0, wx1 = window
     accumulated = layers.new_zeros(len(banks), B, 2, C + 1, wy1 - wy0, wx1 - wx0)
 
@@ -209,11 +216,7 @@ def _blur_layer(
             target.index_add_(1, idx, both.expand(len(banks), *both.shape))
     for reflect, entries in groups:
         need = max(half for _, half in entries)
-        if reflect:  # the window: the box widened by the support, within the frame
-            y0, y1 = max(0, top - need), min(H, bottom + 1 + need)
-            x0, x1 = max(0, left - need), min(W, right + 1 + need)
-        else:  # kernels as large as the frame: the whole frame, its borders replicated
-            y0, y1, x0, x1 = 0, H, 0, W
+        y0, y1, x0, x1 = window_of(need, reflect)
         h, w = y1 - y0, x1 - x0
         # The support is widened to what the FFT size holds anyway, so that few distinct (support, size) pairs
         # occur and the kernel spectra cache well; a wider zero-padded support leaves the convolution as it was.

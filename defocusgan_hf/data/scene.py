@@ -195,11 +195,10 @@ def sample_scene(
 
     ys = (torch.arange(height, device=device, dtype=torch.float32) + 0.5) / height - 0.5
     xs = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) / width - 0.5
-    yy, xx = (t.view(1, 1, height, width) for t in torch.meshgrid(ys, xs, indexing="ij"))
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")  # (H, W)
     # rho + plane (slanted layers) + ramp (ramped layers), each term computed only where it is used (adding an
     # unused term's zero changes no bit).
     rho_field = rho[..., None, None].expand(B, L, height, width).clone()
-    xx, yy = xx[0, 0], yy[0, 0]
     for b, layer in slanted.nonzero().tolist():
         rho_field[b, layer] += slope[b, layer, 0] * xx + slope[b, layer, 1] * yy
     cos, sin = torch.cos(ramp_angle), torch.sin(ramp_angle)
